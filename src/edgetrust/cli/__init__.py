@@ -1,0 +1,1 @@
+"""The ``edgetrust`` command line: thin click commands that call the library and print."""

@@ -1,0 +1,1 @@
+"""Offload: inference runtime, the mTLS inference agent, and the local/remote client."""

@@ -1,0 +1,1 @@
+"""Onboarding: factory provisioning, the device registry, nonces and the verifier service."""
