@@ -158,6 +158,10 @@ class WorkspaceError(ConfigError):
     """A factory, verifier or device directory is missing, incomplete or inconsistent."""
 
 
+class DiceInputError(ConfigError):
+    """Open DICE derivation inputs (CDIs, UDS, measurements, mode) of the wrong size, type or value."""
+
+
 # --------------------------------------------------------------------------------------------
 # Service: our side, or the environment.
 # --------------------------------------------------------------------------------------------
