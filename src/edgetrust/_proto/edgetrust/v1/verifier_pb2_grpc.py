@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from edgetrust._proto import verifier_pb2 as edgetrust_dot_v1_dot_verifier__pb2
+from edgetrust._proto.edgetrust.v1 import verifier_pb2 as edgetrust_dot_v1_dot_verifier__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
