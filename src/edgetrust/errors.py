@@ -117,6 +117,22 @@ class NonceError(EvidenceError):
     """A nonce is missing, unknown, expired, already used, or does not match."""
 
 
+class UnknownNonceError(NonceError):
+    """The nonce was never issued by this verifier (or was purged after it expired)."""
+
+
+class NonceExpiredError(NonceError):
+    """The nonce's time to live has passed."""
+
+
+class NonceReplayError(NonceError):
+    """The nonce has already been used once."""
+
+
+class NonceSessionError(NonceError):
+    """The nonce was issued to another session."""
+
+
 class FreshnessError(EvidenceError):
     """A token is too old, expired, or issued in the future."""
 
@@ -135,6 +151,14 @@ class UnsupportedSchemeError(EvidenceError):
 
 class InvalidRequestError(EvidenceError):
     """A request to one of our services is malformed: unknown model, wrong shape, bad field."""
+
+
+class NotFoundError(InvalidRequestError):
+    """The registry has no such device, certificate or endorsement."""
+
+
+class DeviceConflictError(EvidenceError):
+    """A device presents an identity that conflicts with its registry record (another DeviceID)."""
 
 
 class PermissionDeniedError(EvidenceError):
@@ -173,6 +197,10 @@ class ServiceError(Error):
 
 class StoreError(ServiceError):
     """The registry store failed (connection, constraint, migration)."""
+
+
+class DuplicateRecordError(StoreError):
+    """A record with the same key already exists (certificate serial, nonce)."""
 
 
 class UnavailableError(ServiceError):
