@@ -209,3 +209,11 @@ class UnavailableError(ServiceError):
 
 class InferenceError(ServiceError):
     """The inference runtime failed to load or run a model."""
+
+
+class OverloadedError(ServiceError):
+    """A bounded queue is full: back-pressure, the caller should retry later (RESOURCE_EXHAUSTED)."""
+
+
+class DeadlineExceededError(UnavailableError):
+    """A call's deadline passed before its result was ready."""
