@@ -1,0 +1,567 @@
+"""The verifier gRPC service (``edgetrust.v1.Verifier``) and its server lifecycle.
+
+The transport half decodes and bounds requests, maps outcomes and errors to gRPC statuses, logs
+one structured line per call, counts, and runs the server (TLS with a cluster-CA server
+certificate, gRPC health checking and reflection, graceful stop). The decisions are made by an
+:class:`AttestationCore`.
+
+Status mapping (the contract of ``proto/edgetrust/v1/verifier.proto``):
+
+* a field over its bound -> ``RESOURCE_EXHAUSTED`` (:class:`~edgetrust.errors.OversizeError`);
+* a missing or undecodable field -> ``INVALID_ARGUMENT`` (:class:`~edgetrust.errors.MalformedError`,
+  :class:`~edgetrust.errors.InvalidRequestError`, unsupported media type). Both are decided *before*
+  the core sees the request, so nothing is stored for them;
+* appraised and refused -> ``PERMISSION_DENIED``; the message is ``"refused: "`` + the reasons
+  joined by ``"; "`` and the signed EAR travels in trailing metadata ``edgetrust-ear-bin``;
+* the store or another part of ours failed -> ``UNAVAILABLE`` (store) or ``INTERNAL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NoReturn, Protocol
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgetrust._proto.edgetrust.v1 import (
+    revocation_pb2,
+    revocation_pb2_grpc,
+    verifier_pb2,
+    verifier_pb2_grpc,
+)
+from edgetrust.errors import (
+    ASN1Error,
+    Error,
+    EvidenceError,
+    InvalidRequestError,
+    MalformedError,
+    OversizeError,
+    StoreError,
+    UnsupportedSchemeError,
+)
+
+__all__ = [
+    "EAR_METADATA_KEY",
+    "AttestationCore",
+    "AttestationOutcome",
+    "AttestationRequest",
+    "Challenge",
+    "Metrics",
+    "RequestLimits",
+    "ServerTLS",
+    "VerifierServer",
+    "decode_attest_request",
+]
+
+_log = logging.getLogger("edgetrust.verifier")
+
+#: Trailing-metadata key of the signed EAR on a refusal (binary: the ``-bin`` suffix).
+EAR_METADATA_KEY = "edgetrust-ear-bin"
+VERIFIER_SERVICE = "edgetrust.v1.Verifier"
+REVOCATIONS_SERVICE = "edgetrust.v1.Revocations"
+
+
+# ------------------------------------------------------------------------------------------------
+# Values exchanged with the core
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestLimits:
+    """Bounds on every request field; anything larger is refused before any work is done."""
+
+    max_message_bytes: int = 256 * 1024
+    max_device_hint: int = 256
+    max_session_id: int = 128
+    max_chain_certs: int = 8
+    max_certificate_bytes: int = 8 * 1024
+    max_evidence_bytes: int = 16 * 1024
+    max_media_type: int = 256
+    max_csr_bytes: int = 4 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Challenge:
+    """A single-use nonce handed to a device for one attestation session."""
+
+    session_id: str
+    nonce: bytes
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationRequest:
+    """An Attest call after syntactic decoding: certificates and CSR parsed, sizes bounded."""
+
+    session_id: str
+    chain: tuple[x509.Certificate, ...]
+    evidence: bytes
+    media_type: str
+    csr: x509.CertificateSigningRequest
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationOutcome:
+    """What the core decided. ``certificate`` is set if and only if the result is affirming."""
+
+    ear: bytes
+    tier: str
+    reasons: tuple[str, ...] = ()
+    ueid: bytes | None = None
+    certificate: x509.Certificate | None = None
+    certificate_chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def affirmed(self) -> bool:
+        return self.certificate is not None
+
+
+class AttestationCore(Protocol):
+    """The verifier's decisions, independent of gRPC."""
+
+    def challenge(self, *, device_hint: str) -> Challenge: ...
+
+    def check_media_type(self, media_type: str) -> None:
+        """Raise :class:`UnsupportedSchemeError` for a media type no scheme handles."""
+        ...
+
+    def attest(self, request: AttestationRequest) -> AttestationOutcome: ...
+
+
+class RevocationSource(Protocol):
+    """The registry's append-only revocation sequence (the store implements it)."""
+
+    def revocation_head(self) -> int: ...
+
+    def revocations_since(self, after_seq: int, *, limit: int = ...) -> Sequence[Any]: ...
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Metrics:
+    """Simple monotonic counters, safe to bump from the server's worker threads."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict)
+    _attest_seconds: float = 0.0
+
+    def bump(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + by
+
+    def observe_attest(self, seconds: float) -> None:
+        with self._lock:
+            self._attest_seconds += seconds
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            data: dict[str, float] = dict(sorted(self._counts.items()))
+            data["attest_seconds_total"] = round(self._attest_seconds, 6)
+            return data
+
+
+# ------------------------------------------------------------------------------------------------
+# Request decoding
+# ------------------------------------------------------------------------------------------------
+
+
+def _bound(name: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise OversizeError(f"{name} is {size} bytes, over the limit of {limit}")
+
+
+def decode_attest_request(
+    message: Any, limits: RequestLimits, *, peer: str = ""
+) -> AttestationRequest:
+    """Bound and decode an ``AttestRequest``; raises Oversize/Malformed/InvalidRequestError."""
+    session_id: str = message.session_id
+    chain_der: Sequence[bytes] = message.chain_der
+    evidence: bytes = message.evidence
+    media_type: str = message.media_type
+    csr_der: bytes = message.csr_der
+    # Sizes first: nothing larger than a bound is parsed.
+    _bound("session_id", len(session_id.encode()), limits.max_session_id)
+    if len(chain_der) > limits.max_chain_certs:
+        raise OversizeError(
+            f"chain_der has {len(chain_der)} certificates, over the limit of "
+            f"{limits.max_chain_certs}"
+        )
+    for i, der in enumerate(chain_der):
+        _bound(f"chain_der[{i}]", len(der), limits.max_certificate_bytes)
+    _bound("evidence", len(evidence), limits.max_evidence_bytes)
+    _bound("media_type", len(media_type.encode()), limits.max_media_type)
+    _bound("csr_der", len(csr_der), limits.max_csr_bytes)
+    # Presence.
+    for name, present in (
+        ("session_id", bool(session_id)),
+        ("chain_der", bool(chain_der)),
+        ("evidence", bool(evidence)),
+        ("media_type", bool(media_type)),
+        ("csr_der", bool(csr_der)),
+    ):
+        if not present:
+            raise InvalidRequestError(f"{name} is missing")
+    # Syntax.
+    chain: list[x509.Certificate] = []
+    for i, der in enumerate(chain_der):
+        try:
+            chain.append(x509.load_der_x509_certificate(der))
+        except ValueError as e:
+            raise ASN1Error(f"chain_der[{i}] is not a DER X.509 certificate") from e
+    try:
+        csr = x509.load_der_x509_csr(csr_der)
+    except ValueError as e:
+        raise ASN1Error("csr_der is not a DER PKCS#10 certificate request") from e
+    return AttestationRequest(
+        session_id=session_id,
+        chain=tuple(chain),
+        evidence=evidence,
+        media_type=media_type,
+        csr=csr,
+        peer=peer,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# gRPC servicers
+# ------------------------------------------------------------------------------------------------
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable")  # pragma: no cover - context.abort always raises
+
+
+def _status_for(error: Error) -> grpc.StatusCode:
+    if isinstance(error, OversizeError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, MalformedError | InvalidRequestError | UnsupportedSchemeError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, EvidenceError):
+        return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(error, StoreError):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def refusal_message(reasons: Sequence[str]) -> str:
+    """The PERMISSION_DENIED status message for a refusal."""
+    return "refused: " + ("; ".join(reasons) if reasons else "attestation not affirming")
+
+
+class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[misc]
+    def __init__(self, core: AttestationCore, limits: RequestLimits, metrics: Metrics) -> None:
+        self._core = core
+        self._limits = limits
+        self._metrics = metrics
+
+    def Challenge(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        hint: str = request.device_hint
+        try:
+            _bound("device_hint", len(hint.encode()), self._limits.max_device_hint)
+            challenge = self._core.challenge(device_hint=hint)
+        except Error as e:
+            self._metrics.bump("challenge_failed")
+            _log.warning("challenge failed: %s", e.message, extra={"event": "challenge"})
+            _abort(context, _status_for(e), e.message)
+        self._metrics.bump("challenges")
+        return verifier_pb2.ChallengeResponse(
+            nonce=challenge.nonce,
+            expires_at_unix_ms=int(challenge.expires_at.timestamp() * 1000),
+            session_id=challenge.session_id,
+        )
+
+    def Attest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        started = time.perf_counter()
+        peer = context.peer()
+        session = str(request.session_id)[:64]
+        try:
+            decoded = decode_attest_request(request, self._limits, peer=peer)
+            self._core.check_media_type(decoded.media_type)
+        except Error as e:
+            code = _status_for(e)
+            self._metrics.bump("attest_malformed")
+            _log.info(
+                "attest malformed session=%s peer=%s status=%s: %s",
+                session, peer, code.name, e.message,
+                extra={"event": "attest", "outcome": "malformed", "status": code.name},
+            )  # fmt: skip
+            _abort(context, code, e.message)
+        try:
+            outcome = self._core.attest(decoded)
+        except Error as e:
+            code = _status_for(e)
+            self._metrics.bump("attest_refused" if isinstance(e, EvidenceError) else "attest_error")
+            _log.warning(
+                "attest failed session=%s peer=%s status=%s: %s",
+                session, peer, code.name, e.message,
+                extra={"event": "attest", "outcome": "error", "status": code.name},
+            )  # fmt: skip
+            _abort(context, code, e.message)
+        except Exception:  # noqa: BLE001 - last resort: a bug must become INTERNAL, not a hang
+            self._metrics.bump("attest_error")
+            _log.exception("attest crashed session=%s peer=%s", session, peer)
+            _abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        elapsed = time.perf_counter() - started
+        self._metrics.observe_attest(elapsed)
+        ueid = outcome.ueid.hex() if outcome.ueid else "-"
+        if outcome.certificate is None:
+            self._metrics.bump("attest_refused")
+            _log.info(
+                "attest refused session=%s ueid=%s tier=%s ms=%.1f reasons=%s",
+                session, ueid, outcome.tier, elapsed * 1000, "; ".join(outcome.reasons),
+                extra={"event": "attest", "outcome": "refused", "ueid": ueid},
+            )  # fmt: skip
+            context.set_trailing_metadata(((EAR_METADATA_KEY, outcome.ear),))
+            _abort(context, grpc.StatusCode.PERMISSION_DENIED, refusal_message(outcome.reasons))
+        cert = outcome.certificate
+        self._metrics.bump("attest_affirmed")
+        self._metrics.bump("certificates_issued")
+        _log.info(
+            "attest affirmed session=%s ueid=%s serial=%x not_after=%s ms=%.1f",
+            session, ueid, cert.serial_number, cert.not_valid_after_utc.isoformat(),
+            elapsed * 1000,
+            extra={"event": "attest", "outcome": "affirmed", "ueid": ueid},
+        )  # fmt: skip
+        der = _der
+        return verifier_pb2.AttestResponse(
+            ear=outcome.ear,
+            tier=outcome.tier,
+            reasons=list(outcome.reasons),
+            certificate_der=der(cert),
+            certificate_chain_der=[der(c) for c in outcome.certificate_chain],
+            not_after_unix_ms=int(cert.not_valid_after_utc.timestamp() * 1000),
+        )
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    return cert.public_bytes(Encoding.DER)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedSettings:
+    """Timing of the revocation feed (``proto/edgetrust/v1/revocation.proto``)."""
+
+    poll_interval_s: float = 0.2
+    default_heartbeat_ms: int = 2000
+    min_heartbeat_ms: int = 200
+    max_heartbeat_ms: int = 30000
+    batch: int = 500
+
+
+class _RevocationsServicer(revocation_pb2_grpc.RevocationsServicer):  # type: ignore[misc]
+    """Serves the registry's revocations to agents as a stream (replay, heartbeat, follow)."""
+
+    def __init__(
+        self,
+        source: RevocationSource,
+        settings: FeedSettings,
+        stopping: threading.Event,
+        metrics: Metrics,
+        *,
+        require_client_cert: bool,
+    ) -> None:
+        self._source = source
+        self._settings = settings
+        self._stopping = stopping
+        self._metrics = metrics
+        self._require_client_cert = require_client_cert
+
+    def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
+        if self._require_client_cert and not context.peer_identities():
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the revocation feed needs a client certificate from the cluster CA "
+                "(connect to the feed port)",
+            )
+        settings = self._settings
+        after: int = int(request.after_seq)
+        wished: int = int(request.heartbeat_interval_ms) or settings.default_heartbeat_ms
+        heartbeat_s = min(max(wished, settings.min_heartbeat_ms), settings.max_heartbeat_ms) / 1000
+        try:
+            head = self._source.revocation_head()
+        except StoreError as e:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, e.message)
+        if after > head:
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"after_seq {after} is ahead of the registry's head {head}",
+            )
+        self._metrics.bump("feed_watchers")
+        caught_up = False
+        last_sent = time.monotonic()
+        while context.is_active() and not self._stopping.is_set():
+            try:
+                rows = self._source.revocations_since(after, limit=settings.batch)
+            except StoreError as e:
+                _abort(context, grpc.StatusCode.UNAVAILABLE, e.message)
+            for row in rows:
+                after = max(after, int(row.seq))
+                yield _revocation_event(row)
+                last_sent = time.monotonic()
+            if len(rows) >= settings.batch:
+                continue  # still replaying
+            now = time.monotonic()
+            if not caught_up or now - last_sent >= heartbeat_s:
+                caught_up = True
+                yield revocation_pb2.RevocationEvent(
+                    seq=after, kind=revocation_pb2.REVOCATION_KIND_HEARTBEAT
+                )
+                last_sent = now
+            self._stopping.wait(settings.poll_interval_s)
+
+
+def _revocation_event(row: Any) -> Any:
+    kind = (
+        revocation_pb2.REVOCATION_KIND_CERTIFICATE
+        if getattr(row, "serial", None) is not None
+        else revocation_pb2.REVOCATION_KIND_DEVICE
+    )
+    ueid: bytes | None = getattr(row, "ueid", None)
+    serial: int | None = getattr(row, "serial", None)
+    revoked_at: datetime | None = getattr(row, "revoked_at", None)
+    return revocation_pb2.RevocationEvent(
+        seq=int(row.seq),
+        kind=kind,
+        ueid_hex=ueid.hex() if ueid else "",
+        serial_hex=format(serial, "x") if serial is not None else "",
+        reason=str(getattr(row, "reason", "") or ""),
+        revoked_at_unix_ms=int(revoked_at.timestamp() * 1000) if revoked_at else 0,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Server lifecycle
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerTLS:
+    """The server's TLS material (PEM): key, certificate chain, and the client CA for the feed."""
+
+    key_pem: bytes
+    certificate_chain_pem: bytes
+    client_ca_pem: bytes
+
+
+class VerifierServer:
+    """A running verifier: Verifier + Revocations + health + reflection over TLS.
+
+    ``listen`` is the device port (server-authenticated TLS: devices have no certificate yet).
+    ``feed_listen``, when given, is a second port that requires a client certificate from the
+    cluster CA; the revocation feed answers only there (PERMISSION_DENIED elsewhere).
+    """
+
+    def __init__(
+        self,
+        *,
+        core: AttestationCore,
+        tls: ServerTLS,
+        listen: str = "127.0.0.1:0",
+        feed_listen: str | None = None,
+        revocations: RevocationSource | None = None,
+        workers: int = 8,
+        feed_streams: int = 16,
+        limits: RequestLimits | None = None,
+        feed_settings: FeedSettings | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.limits = limits or RequestLimits()
+        self.metrics = metrics or Metrics()
+        self._stopping = threading.Event()
+        self._health = health.HealthServicer()
+        pool = futures.ThreadPoolExecutor(
+            max_workers=workers + (feed_streams if revocations is not None else 0),
+            thread_name_prefix="verifier",
+        )
+        options = [
+            ("grpc.max_receive_message_length", self.limits.max_message_bytes),
+            ("grpc.max_send_message_length", 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+        self._server = grpc.server(pool, options=options)
+        verifier_pb2_grpc.add_VerifierServicer_to_server(
+            _VerifierServicer(core, self.limits, self.metrics), self._server
+        )
+        services = [VERIFIER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if revocations is not None:
+            revocation_pb2_grpc.add_RevocationsServicer_to_server(
+                _RevocationsServicer(
+                    revocations,
+                    feed_settings or FeedSettings(),
+                    self._stopping,
+                    self.metrics,
+                    require_client_cert=True,
+                ),
+                self._server,
+            )
+            services.append(REVOCATIONS_SERVICE)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(services, self._server)
+        self._services = services
+        pair = [(tls.key_pem, tls.certificate_chain_pem)]
+        try:
+            self.port = self._server.add_secure_port(listen, grpc.ssl_server_credentials(pair))
+            self.feed_port: int | None = None
+            if feed_listen is not None:
+                self.feed_port = self._server.add_secure_port(
+                    feed_listen,
+                    grpc.ssl_server_credentials(
+                        pair, root_certificates=tls.client_ca_pem, require_client_auth=True
+                    ),
+                )
+        except RuntimeError as e:
+            from edgetrust.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"cannot listen on {listen}: {e}") from e
+        self._host = listen.rsplit(":", 1)[0]
+        self._started = False
+
+    @property
+    def address(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    def start(self) -> VerifierServer:
+        self._server.start()
+        self._started = True
+        for name in ("", *self._services):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _log.info("verifier listening on %s", self.address, extra={"event": "start"})
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: report NOT_SERVING, refuse new calls, let running ones finish."""
+        if not self._started:
+            return
+        self._started = False
+        self._health.enter_graceful_shutdown()
+        self._stopping.set()
+        self._server.stop(grace).wait()
+        _log.info("verifier stopped", extra={"event": "stop", **self.metrics.snapshot()})
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> VerifierServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=1.0)
