@@ -1,0 +1,296 @@
+"""The layered DICE device model: UDS -> DeviceID key -> one alias key per boot layer.
+
+Choice of derivation (documented because TCG DICE leaves it open): we follow the Open Profile
+for DICE layering exactly (google/open-dice ``docs/specification.md``, "Layering Details"):
+
+* **DeviceID** -- the key pair ``ASYM_KDF(UDS)`` (the spec's ``UDS_Private/UDS_Public``). It
+  depends on the UDS only, so it is stable for the life of the device: firmware updates never
+  change it, which is what lets the factory certify it once from a CSR. (In TCG's DICE Layering
+  Architecture the DeviceID is derived from ``CDI_0`` and so changes with the first mutable
+  layer; Open DICE's choice keeps the factory certificate valid across bootloader updates.)
+* **Layer n** (1-based, in boot order) -- Open DICE's main flow with the previous CDIs as input
+  key material (the UDS itself for layer 1) and this layer's measured inputs::
+
+      CDI_n = derive_cdis(CDI_{n-1}, inputs_n)      alias key n = ASYM_KDF(CDI_Attest_n)
+
+  so the alias key of layer n depends on the UDS and on every layer up to n, and the leaf key
+  changes when any layer's code, configuration, authority or mode changes.
+
+A layer's Open DICE inputs are: code = SHA-512 of its image; configuration = the descriptor
+:meth:`Layer.config_descriptor` (name, version, SVN and the layer's own configuration bytes, so
+an SVN or version bump changes the CDI); authority = SHA-512 of the verified-boot authority
+(e.g. the signer's public key), zeros when there is none; the mode; hidden (zeros by default).
+
+Alias certificates (X.509, TCG DICE profile) are issued per layer: layer 1 signed by the DeviceID
+key, layer n by the alias key of layer n-1, each carrying a TcbInfo with the layer's vendor,
+model (= layer name), version, SVN, layer index, FWIDs (SHA-256 and SHA-384 of the image) and
+operational flags derived from the mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from edgetrust.attest.dice import (
+    HASH_SIZE,
+    HIDDEN_SIZE,
+    ConfigType,
+    DiceKey,
+    DiceMode,
+    InputValues,
+    KeyAlg,
+    derive_cdis,
+    derive_private_key,
+    dice_id,
+    hash_input,
+    public_key_bytes,
+)
+from edgetrust.errors import DiceInputError
+
+__all__ = [
+    "DerivedLayer",
+    "DeviceIdentity",
+    "Layer",
+    "LayerMeasurement",
+]
+
+#: FWID digest algorithms of alias certificates, strongest last.
+FWID_ALGORITHMS: tuple[str, ...] = ("sha256", "sha384")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layer:
+    """One boot layer (bootloader, firmware, application, ...) as the device measures it.
+
+    Give the layer image as ``code`` (preferred: FWIDs are SHA-256/SHA-384 of it) or only its
+    64-byte SHA-512 as ``code_hash`` (then the only FWID is that SHA-512).
+    """
+
+    name: str
+    version: str
+    svn: int = 0
+    code: bytes | None = field(default=None, repr=False)
+    code_hash: bytes | None = None
+    #: Security-relevant configuration of this layer (opaque bytes, part of the descriptor).
+    config: bytes = b""
+    #: The verified-boot authority (e.g. the image signer's public key); None: no authority.
+    authority: bytes | None = None
+    mode: DiceMode = DiceMode.NORMAL
+    hidden: bytes = field(default=bytes(HIDDEN_SIZE), repr=False)
+    #: TcbInfo vendor; None: the vendor given to :meth:`DeviceIdentity.derive`.
+    vendor: str | None = None
+    #: TcbInfo model; None: the layer name.
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DiceInputError("layer name must be a non-empty string")
+        if not isinstance(self.version, str) or not self.version:
+            raise DiceInputError(f"layer {self.name!r}: version must be a non-empty string")
+        if isinstance(self.svn, bool) or not isinstance(self.svn, int) or self.svn < 0:
+            raise DiceInputError(f"layer {self.name!r}: svn must be an integer >= 0")
+        if (self.code is None) == (self.code_hash is None):
+            raise DiceInputError(f"layer {self.name!r}: give exactly one of code, code_hash")
+        if self.code is not None and not isinstance(self.code, bytes):
+            raise DiceInputError(f"layer {self.name!r}: code must be bytes")
+        if self.code_hash is not None and (
+            not isinstance(self.code_hash, bytes) or len(self.code_hash) != HASH_SIZE
+        ):
+            raise DiceInputError(f"layer {self.name!r}: code_hash must be 64 bytes (SHA-512)")
+        if not isinstance(self.config, bytes):
+            raise DiceInputError(f"layer {self.name!r}: config must be bytes")
+        if self.authority is not None and not isinstance(self.authority, bytes):
+            raise DiceInputError(f"layer {self.name!r}: authority must be bytes")
+        try:
+            object.__setattr__(self, "mode", DiceMode(self.mode))
+        except ValueError as e:
+            raise DiceInputError(f"layer {self.name!r}: mode must be 0..3") from e
+        if not isinstance(self.hidden, bytes) or len(self.hidden) != HIDDEN_SIZE:
+            raise DiceInputError(f"layer {self.name!r}: hidden must be 64 bytes")
+
+    @property
+    def measured_code_hash(self) -> bytes:
+        """The Open DICE code input: SHA-512 of the image (or the given ``code_hash``)."""
+        if self.code_hash is not None:
+            return self.code_hash
+        return hash_input(self.code or b"")
+
+    @property
+    def digests(self) -> Mapping[str, bytes]:
+        """Digests of the layer image by algorithm name (``sha256``, ``sha384``, ``sha512``)."""
+        if self.code is None:
+            return MappingProxyType({"sha512": self.measured_code_hash})
+        return MappingProxyType(
+            {
+                "sha256": hashlib.sha256(self.code).digest(),
+                "sha384": hashlib.sha384(self.code).digest(),
+                "sha512": self.measured_code_hash,
+            }
+        )
+
+    @property
+    def fwids(self) -> tuple[tuple[str, bytes], ...]:
+        """The TcbInfo FWIDs: SHA-256 and SHA-384 of the image, or the SHA-512 code hash."""
+        digests = self.digests
+        if self.code is None:
+            return (("sha512", digests["sha512"]),)
+        return tuple((alg, digests[alg]) for alg in FWID_ALGORITHMS)
+
+    def config_descriptor(self) -> bytes:
+        """The Open DICE configuration descriptor of this layer (its SHA-512 enters the CDI).
+
+        Canonical JSON (sorted keys, no spaces, UTF-8) of name, version, SVN and the hex of
+        ``config``: an SVN or version change therefore changes the layer's CDI and keys.
+        """
+        document = {
+            "config": self.config.hex(),
+            "name": self.name,
+            "svn": self.svn,
+            "version": self.version,
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+    def input_values(self) -> InputValues:
+        """This layer's Open DICE input values."""
+        authority = bytes(HASH_SIZE) if self.authority is None else hash_input(self.authority)
+        return InputValues(
+            code_hash=self.measured_code_hash,
+            config_type=ConfigType.DESCRIPTOR,
+            config_descriptor=self.config_descriptor(),
+            authority_hash=authority,
+            mode=self.mode,
+            hidden=self.hidden,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerMeasurement:
+    """What a verifier may learn about a booted layer (no secrets): for TcbInfo and EAT claims."""
+
+    #: 1-based position in the boot order (the DeviceID / UDS is layer 0).
+    index: int
+    name: str
+    vendor: str | None
+    model: str
+    version: str
+    svn: int
+    mode: DiceMode
+    code_hash: bytes
+    digests: Mapping[str, bytes]
+    fwids: tuple[tuple[str, bytes], ...]
+    config_descriptor: bytes
+    authority_hash: bytes
+    #: Public key (raw Ed25519 / uncompressed SEC1 P-256) and Open DICE ID of the alias key.
+    alias_public_key: bytes
+    alias_id: bytes
+
+    @property
+    def debug(self) -> bool:
+        return self.mode is DiceMode.DEBUG
+
+    @property
+    def not_configured(self) -> bool:
+        return self.mode is DiceMode.NOT_CONFIGURED
+
+    @property
+    def recovery(self) -> bool:
+        return self.mode is DiceMode.RECOVERY
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerivedLayer:
+    """A layer after its DICE transition: the measurement plus the secrets that layer holds."""
+
+    measurement: LayerMeasurement
+    alias_key: DiceKey = field(repr=False)
+    cdi_attest: bytes = field(repr=False)
+    cdi_seal: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceIdentity:
+    """A device's DICE root: the UDS (secret) and the stable DeviceID key derived from it."""
+
+    uds: bytes = field(repr=False)
+    key_alg: KeyAlg
+    device_id_key: DiceKey = field(repr=False)
+
+    @classmethod
+    def from_uds(cls, uds: bytes, *, key_alg: KeyAlg = KeyAlg.P256) -> DeviceIdentity:
+        """The identity of the device holding ``uds`` (32 or 64 bytes of full entropy)."""
+        if not isinstance(uds, bytes):
+            raise DiceInputError(f"UDS must be bytes, not {type(uds).__name__}")
+        if len(uds) not in (32, 64):
+            raise DiceInputError(f"UDS must be 32 or 64 bytes, got {len(uds)}")
+        try:
+            alg = KeyAlg(key_alg)
+        except ValueError as e:
+            raise DiceInputError(f"unsupported key algorithm {key_alg!r} (ed25519, p256)") from e
+        return cls(uds=uds, key_alg=alg, device_id_key=derive_private_key(uds, alg))
+
+    @property
+    def device_id_public_key(self) -> bytes:
+        """The DeviceID public key (raw Ed25519 or uncompressed SEC1 P-256)."""
+        return public_key_bytes(self.device_id_key)
+
+    @property
+    def device_id(self) -> bytes:
+        """Open DICE's UDS_ID: the 20-byte ID of the DeviceID public key."""
+        return dice_id(self.device_id_key)
+
+    @property
+    def ueid(self) -> bytes:
+        """A stable UEID (RFC 9711 section 4.2.1, type 0x01 RAND): 0x01 ‖ SHA-256(DeviceID key).
+
+        The DeviceID key is derived from the full-entropy UDS, so its hash is as unique as a
+        random UEID, and it lets anyone holding the DeviceID certificate recompute the UEID.
+        """
+        return b"\x01" + hashlib.sha256(self.device_id_public_key).digest()
+
+    def derive(
+        self, layers: Sequence[Layer], *, vendor: str | None = None
+    ) -> tuple[DerivedLayer, ...]:
+        """Run the DICE transition of every layer in boot order (no certificates)."""
+        if not layers:
+            raise DiceInputError("a device boots at least one layer")
+        for index, layer in enumerate(layers, start=1):
+            if not isinstance(layer, Layer):
+                raise DiceInputError(f"layer {index} is not a Layer: {type(layer).__name__}")
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise DiceInputError(f"layer names must be unique, got {names}")
+        cdi_attest, cdi_seal = self.uds, self.uds
+        derived: list[DerivedLayer] = []
+        for index, layer in enumerate(layers, start=1):
+            inputs = layer.input_values()
+            cdi_attest, cdi_seal = derive_cdis(cdi_attest, cdi_seal, inputs)
+            alias_key = derive_private_key(cdi_attest, self.key_alg)
+            measurement = LayerMeasurement(
+                index=index,
+                name=layer.name,
+                vendor=layer.vendor if layer.vendor is not None else vendor,
+                model=layer.model if layer.model is not None else layer.name,
+                version=layer.version,
+                svn=layer.svn,
+                mode=layer.mode,
+                code_hash=inputs.code_hash,
+                digests=layer.digests,
+                fwids=layer.fwids,
+                config_descriptor=layer.config_descriptor(),
+                authority_hash=inputs.authority_hash,
+                alias_public_key=public_key_bytes(alias_key),
+                alias_id=dice_id(alias_key),
+            )
+            derived.append(
+                DerivedLayer(
+                    measurement=measurement,
+                    alias_key=alias_key,
+                    cdi_attest=cdi_attest,
+                    cdi_seal=cdi_seal,
+                )
+            )
+        return tuple(derived)

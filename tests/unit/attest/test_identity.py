@@ -1,0 +1,276 @@
+"""The layered DICE device model: stability of the DeviceID, sensitivity of the alias keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from edgetrust.attest.dice import (
+    ConfigType,
+    DiceMode,
+    InputValues,
+    KeyAlg,
+    derive_cdis,
+    derive_private_key,
+    dice_id,
+    public_key_bytes,
+)
+from edgetrust.attest.identity import DeviceIdentity, Layer
+from edgetrust.errors import DiceInputError
+
+UDS = bytes(range(32))
+OTHER_UDS = bytes(range(1, 33))
+
+
+def _layers(**changes: dict[str, Any]) -> list[Layer]:
+    """bootloader / firmware / application; ``changes`` maps a layer name to field overrides."""
+    base = [
+        Layer(name="bootloader", version="1.0.0", svn=1, code=b"bootloader image v1"),
+        Layer(
+            name="firmware",
+            version="2.3.1",
+            svn=4,
+            code=b"firmware image" * 100,
+            config=b"secure-boot=on",
+            authority=b"vendor signing key",
+        ),
+        Layer(name="application", version="0.9", svn=0, code=b"classifier app"),
+    ]
+    return [dataclasses.replace(layer, **changes.get(layer.name, {})) for layer in base]
+
+
+def _leaf_public(identity: DeviceIdentity, layers: list[Layer]) -> bytes:
+    return identity.derive(layers)[-1].measurement.alias_public_key
+
+
+@pytest.fixture(scope="module")
+def identity() -> DeviceIdentity:
+    return DeviceIdentity.from_uds(UDS)
+
+
+def test_device_id_key_is_open_dice_uds_key(identity: DeviceIdentity) -> None:
+    assert identity.key_alg is KeyAlg.P256
+    expected = derive_private_key(UDS, KeyAlg.P256)
+    assert identity.device_id_public_key == public_key_bytes(expected)
+    assert identity.device_id == dice_id(expected)
+    assert isinstance(identity.device_id_key, ec.EllipticCurvePrivateKey)
+
+
+def test_device_id_is_stable_and_per_uds(identity: DeviceIdentity) -> None:
+    again = DeviceIdentity.from_uds(UDS)
+    assert again.device_id_public_key == identity.device_id_public_key
+    assert DeviceIdentity.from_uds(OTHER_UDS).device_id_public_key != again.device_id_public_key
+
+
+def test_ueid_is_rand_type_over_the_device_id_key(identity: DeviceIdentity) -> None:
+    assert identity.ueid[0] == 0x01
+    assert identity.ueid[1:] == hashlib.sha256(identity.device_id_public_key).digest()
+
+
+def test_layer_derivation_follows_open_dice_layering(identity: DeviceIdentity) -> None:
+    layers = _layers()
+    derived = identity.derive(layers)
+    cdi_a, cdi_s = UDS, UDS
+    for layer, out in zip(layers, derived, strict=True):
+        inputs = InputValues(
+            code_hash=hashlib.sha512(layer.code or b"").digest(),
+            config_type=ConfigType.DESCRIPTOR,
+            config_descriptor=layer.config_descriptor(),
+            authority_hash=bytes(64)
+            if layer.authority is None
+            else hashlib.sha512(layer.authority).digest(),
+            mode=layer.mode,
+            hidden=bytes(64),
+        )
+        cdi_a, cdi_s = derive_cdis(cdi_a, cdi_s, inputs)
+        assert (out.cdi_attest, out.cdi_seal) == (cdi_a, cdi_s)
+        assert public_key_bytes(out.alias_key) == out.measurement.alias_public_key
+        assert out.measurement.alias_public_key == public_key_bytes(
+            derive_private_key(cdi_a, KeyAlg.P256)
+        )
+        assert out.measurement.alias_id == dice_id(out.alias_key)
+    assert [d.measurement.index for d in derived] == [1, 2, 3]
+
+
+def test_measurements_carry_digests_fwids_and_names(identity: DeviceIdentity) -> None:
+    derived = identity.derive(_layers(), vendor="Acme")
+    firmware = derived[1].measurement
+    image = b"firmware image" * 100
+    assert firmware.name == firmware.model == "firmware"
+    assert firmware.vendor == "Acme"
+    assert (firmware.version, firmware.svn) == ("2.3.1", 4)
+    assert firmware.digests == {
+        "sha256": hashlib.sha256(image).digest(),
+        "sha384": hashlib.sha384(image).digest(),
+        "sha512": hashlib.sha512(image).digest(),
+    }
+    assert firmware.fwids == (
+        ("sha256", hashlib.sha256(image).digest()),
+        ("sha384", hashlib.sha384(image).digest()),
+    )
+    assert firmware.authority_hash == hashlib.sha512(b"vendor signing key").digest()
+    assert b'"svn":4' in firmware.config_descriptor
+
+
+def test_code_hash_only_layer_reports_sha512_fwid(identity: DeviceIdentity) -> None:
+    code_hash = hashlib.sha512(b"opaque image").digest()
+    layer = Layer(name="rom-ext", version="1", code_hash=code_hash)
+    measurement = identity.derive([layer])[0].measurement
+    assert measurement.fwids == (("sha512", code_hash),)
+    assert measurement.code_hash == code_hash
+    # Same CDI as when the image itself is given.
+    image_layer = Layer(name="rom-ext", version="1", code=b"opaque image")
+    assert identity.derive([image_layer])[0].measurement.alias_public_key == (
+        measurement.alias_public_key
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "change"),
+    [
+        ("bootloader", {"code": b"bootloader image v2"}),
+        ("firmware", {"code": b"patched firmware"}),
+        ("application", {"code": b"other app"}),
+        ("bootloader", {"config": b"uart=on"}),
+        ("firmware", {"config": b"secure-boot=off"}),
+        ("firmware", {"svn": 5}),
+        ("application", {"version": "1.0"}),
+        ("firmware", {"authority": b"another signer"}),
+        ("bootloader", {"mode": DiceMode.DEBUG}),
+        ("application", {"mode": DiceMode.RECOVERY}),
+        ("firmware", {"hidden": b"\x01" * 64}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(v),
+)
+def test_leaf_key_changes_when_any_layer_changes(
+    identity: DeviceIdentity, layer: str, change: dict[str, Any]
+) -> None:
+    before = identity.derive(_layers())
+    after = identity.derive(_layers(**{layer: change}))
+    assert after[-1].measurement.alias_public_key != before[-1].measurement.alias_public_key
+    # Layers before the changed one keep their keys; the DeviceID key is not involved at all.
+    position = [m.measurement.name for m in before].index(layer)
+    for b, a in zip(before[:position], after[:position], strict=True):
+        assert a.measurement.alias_public_key == b.measurement.alias_public_key
+    assert DeviceIdentity.from_uds(UDS).device_id_public_key == identity.device_id_public_key
+
+
+def test_sealing_cdi_survives_a_code_update(identity: DeviceIdentity) -> None:
+    before = identity.derive(_layers())
+    after = identity.derive(_layers(application={"code": b"app v2"}))
+    assert after[-1].cdi_seal == before[-1].cdi_seal
+    assert after[-1].cdi_attest != before[-1].cdi_attest
+
+
+def test_leaf_key_depends_on_the_uds(identity: DeviceIdentity) -> None:
+    other = DeviceIdentity.from_uds(OTHER_UDS)
+    assert _leaf_public(other, _layers()) != _leaf_public(identity, _layers())
+
+
+def test_64_byte_uds_and_ed25519() -> None:
+    identity = DeviceIdentity.from_uds(bytes(range(64)), key_alg=KeyAlg.ED25519)
+    assert isinstance(identity.device_id_key, ed25519.Ed25519PrivateKey)
+    derived = identity.derive(_layers())
+    assert isinstance(derived[-1].alias_key, ed25519.Ed25519PrivateKey)
+    assert len(derived[-1].measurement.alias_public_key) == 32
+
+
+def test_mode_flags(identity: DeviceIdentity) -> None:
+    derived = identity.derive(
+        _layers(
+            bootloader={"mode": DiceMode.NOT_CONFIGURED},
+            firmware={"mode": DiceMode.RECOVERY},
+            application={"mode": DiceMode.DEBUG},
+        )
+    )
+    boot, firm, app = (d.measurement for d in derived)
+    assert (boot.not_configured, boot.debug, boot.recovery) == (True, False, False)
+    assert (firm.not_configured, firm.debug, firm.recovery) == (False, False, True)
+    assert (app.not_configured, app.debug, app.recovery) == (False, True, False)
+
+
+def test_secrets_stay_out_of_repr(identity: DeviceIdentity) -> None:
+    derived = identity.derive(_layers())[0]
+    assert UDS.hex() not in repr(identity)
+    assert repr(UDS) not in repr(identity)
+    assert repr(derived.cdi_attest) not in repr(derived)
+    assert "image" not in repr(_layers()[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Rejections
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 48, 65])
+def test_rejects_uds_of_wrong_size(size: int) -> None:
+    with pytest.raises(DiceInputError, match=f"UDS must be 32 or 64 bytes, got {size}"):
+        DeviceIdentity.from_uds(bytes(size))
+
+
+def test_rejects_uds_that_is_not_bytes() -> None:
+    with pytest.raises(DiceInputError, match="UDS must be bytes, not str"):
+        DeviceIdentity.from_uds("00" * 32)  # type: ignore[arg-type]
+
+
+def test_rejects_unknown_key_algorithm() -> None:
+    with pytest.raises(DiceInputError, match="unsupported key algorithm"):
+        DeviceIdentity.from_uds(UDS, key_alg="rsa")  # type: ignore[arg-type]
+
+
+def test_rejects_empty_boot(identity: DeviceIdentity) -> None:
+    with pytest.raises(DiceInputError, match="at least one layer"):
+        identity.derive([])
+
+
+def test_rejects_duplicate_layer_names(identity: DeviceIdentity) -> None:
+    layer = Layer(name="fw", version="1", code=b"x")
+    with pytest.raises(DiceInputError, match="layer names must be unique"):
+        identity.derive([layer, layer])
+
+
+def test_rejects_non_layer(identity: DeviceIdentity) -> None:
+    with pytest.raises(DiceInputError, match="layer 1 is not a Layer"):
+        identity.derive(["bootloader"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": ""}, "layer name must be a non-empty string"),
+        ({"version": ""}, "version must be a non-empty string"),
+        ({"svn": -1}, "svn must be an integer >= 0"),
+        ({"svn": True}, "svn must be an integer >= 0"),
+        ({"code": None}, "give exactly one of code, code_hash"),
+        ({"code_hash": bytes(64)}, "give exactly one of code, code_hash"),
+        ({"code": None, "code_hash": bytes(32)}, "code_hash must be 64 bytes"),
+        ({"code": "image"}, "code must be bytes"),
+        ({"config": "cfg"}, "config must be bytes"),
+        ({"authority": "key"}, "authority must be bytes"),
+        ({"mode": 9}, "mode must be 0..3"),
+        ({"hidden": bytes(32)}, "hidden must be 64 bytes"),
+    ],
+    ids=[
+        "empty-name",
+        "empty-version",
+        "negative-svn",
+        "bool-svn",
+        "no-code",
+        "code-and-hash",
+        "short-code-hash",
+        "code-not-bytes",
+        "config-not-bytes",
+        "authority-not-bytes",
+        "bad-mode",
+        "short-hidden",
+    ],
+)
+def test_rejects_malformed_layer(fields: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"name": "fw", "version": "1", "code": b"image"}
+    values.update(fields)
+    with pytest.raises(DiceInputError, match=message.replace(".", r"\.")):
+        Layer(**values)
