@@ -35,6 +35,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
 from edgetrust.attest.dice import (
     HASH_SIZE,
     HIDDEN_SIZE,
@@ -60,6 +65,15 @@ __all__ = [
 
 #: FWID digest algorithms of alias certificates, strongest last.
 FWID_ALGORITHMS: tuple[str, ...] = ("sha256", "sha384")
+
+
+def sign_csr(
+    builder: x509.CertificateSigningRequestBuilder, key: DiceKey
+) -> x509.CertificateSigningRequest:
+    """Sign a CSR with a DICE key (Ed25519: no separate hash; P-256: SHA-256)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return builder.sign(key, None)
+    return builder.sign(key, hashes.SHA256())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +264,17 @@ class DeviceIdentity:
         random UEID, and it lets anyone holding the DeviceID certificate recompute the UEID.
         """
         return b"\x01" + hashlib.sha256(self.device_id_public_key).digest()
+
+    def device_id_name(self) -> x509.Name:
+        """The DeviceID subject name ``SERIALNUMBER=<hex UDS_ID>`` (Open DICE UDS certificates)."""
+        return x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, self.device_id.hex())])
+
+    def device_id_csr(self, *, subject: x509.Name | None = None) -> x509.CertificateSigningRequest:
+        """A CSR for the DeviceID key, signed by it (proof of possession for the factory CA)."""
+        builder = x509.CertificateSigningRequestBuilder().subject_name(
+            subject if subject is not None else self.device_id_name()
+        )
+        return sign_csr(builder, self.device_id_key)
 
     def derive(
         self, layers: Sequence[Layer], *, vendor: str | None = None

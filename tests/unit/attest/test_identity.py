@@ -274,3 +274,12 @@ def test_rejects_malformed_layer(fields: dict[str, Any], message: str) -> None:
     values.update(fields)
     with pytest.raises(DiceInputError, match=message.replace(".", r"\.")):
         Layer(**values)
+
+
+@pytest.mark.parametrize("alg", list(KeyAlg))
+def test_device_id_csr_is_signed_by_the_device_id_key(alg: KeyAlg) -> None:
+    identity = DeviceIdentity.from_uds(UDS, key_alg=alg)
+    csr = identity.device_id_csr()
+    assert csr.is_signature_valid
+    assert public_key_bytes(csr.public_key()) == identity.device_id_public_key  # type: ignore[arg-type]
+    assert csr.subject.rfc4514_string() == f"2.5.4.5={identity.device_id.hex()}"
