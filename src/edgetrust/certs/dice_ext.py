@@ -1,0 +1,556 @@
+"""TCG DICE certificate extensions (and Open DICE's, re-exported) as typed values, strict DER.
+
+Extensions (TCG DICE Attestation Architecture v1.2, section 6 and Appendix A; Open DICE spec):
+
+==============================  =========================  ===================================
+OID                              value class                 carried by
+==============================  =========================  ===================================
+2.23.133.5.4.1 tcg-dice-TcbInfo  :class:`TcbInfo`           alias certificates (critical here)
+2.23.133.5.4.4 tcg-dice-Ueid     :class:`Ueid`              the DeviceID certificate
+2.23.133.5.4.5 MultiTcbInfo      :class:`MultiTcbInfo`      certificates describing several TCBs
+1.3.6.1.4.1.11129.2.1.24         :class:`OpenDiceInput`     Open DICE CDI certificates (see
+                                                             :mod:`.open_dice_ext`)
+==============================  =========================  ===================================
+
+Decoding is strict: the bytes must be exactly one DER value of the right type -- no trailing
+bytes, no unknown fields, no BER forms (every value is re-encoded and compared byte for byte),
+and values that make no sense (negative SVN, a SHA-256 FWID that is not 32 bytes) are refused.
+Every failure is a :class:`~edgetrust.errors.DiceExtensionError` naming the extension and the
+problem. The old Microsoft RIoT ``CompositeDeviceID`` layout, which used the TcbInfo OID for a
+different structure, is recognised and refused with its own message.
+
+pyasn1 decodes (and re-encodes, for the DER check) a TcbInfo in 0.1-0.2 ms; chain validation
+sees the same extension bytes over and over, so decoded values (immutable) are cached by their
+bytes (``functools.lru_cache``).
+
+For certificate builders and for cryptography's path validator, each value has an
+:class:`cryptography.x509.ExtensionType` subclass (:class:`TcbInfoExtension`, ...) carrying its
+OID: ``ExtensionPolicy.may_be_present(TcbInfoExtension, ...)`` is what makes a critical TcbInfo
+acceptable to ``cryptography.x509.verification``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from cryptography import x509
+from pyasn1.type import univ
+
+from edgetrust.certs import dice_schema as schema
+from edgetrust.certs.open_dice_ext import (
+    OPEN_DICE_INPUT_OID,
+    OpenDiceInput,
+    OpenDiceInputExtension,
+    OpenDiceMode,
+)
+from edgetrust.errors import DiceExtensionError
+
+__all__ = [
+    "DICE_EXTENSION_OIDS",
+    "FWID",
+    "MULTI_TCB_INFO_OID",
+    "OPEN_DICE_INPUT_OID",
+    "TCB_INFO_OID",
+    "UEID_OID",
+    "IntegrityRegister",
+    "MultiTcbInfo",
+    "MultiTcbInfoExtension",
+    "OpenDiceInput",
+    "OpenDiceInputExtension",
+    "OpenDiceMode",
+    "OperationalFlag",
+    "OperationalFlags",
+    "TcbInfo",
+    "TcbInfoExtension",
+    "Ueid",
+    "UeidExtension",
+]
+
+TCB_INFO_OID: Final = x509.ObjectIdentifier("2.23.133.5.4.1")
+UEID_OID: Final = x509.ObjectIdentifier("2.23.133.5.4.4")
+MULTI_TCB_INFO_OID: Final = x509.ObjectIdentifier("2.23.133.5.4.5")
+DICE_EXTENSION_OIDS: Final = frozenset(
+    {TCB_INFO_OID, UEID_OID, MULTI_TCB_INFO_OID, OPEN_DICE_INPUT_OID}
+)
+
+# Hash algorithms of FWIDs: dotted OID -> (name, digest size). NIST CSOR and OIW.
+_HASHES: Final[dict[str, tuple[str, int]]] = {
+    "1.3.14.3.2.26": ("sha1", 20),
+    "2.16.840.1.101.3.4.2.4": ("sha224", 28),
+    "2.16.840.1.101.3.4.2.1": ("sha256", 32),
+    "2.16.840.1.101.3.4.2.2": ("sha384", 48),
+    "2.16.840.1.101.3.4.2.3": ("sha512", 64),
+    "2.16.840.1.101.3.4.2.7": ("sha3-224", 28),
+    "2.16.840.1.101.3.4.2.8": ("sha3-256", 32),
+    "2.16.840.1.101.3.4.2.9": ("sha3-384", 48),
+    "2.16.840.1.101.3.4.2.10": ("sha3-512", 64),
+}
+_HASH_OIDS: Final = {name: oid for oid, (name, _) in _HASHES.items()}
+
+_CACHE_SIZE: Final = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FWID:
+    """A firmware identifier: a hash algorithm (dotted OID) and the digest of the measured code."""
+
+    hash_alg: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hash_alg, str) or not _is_dotted_oid(self.hash_alg):
+            raise DiceExtensionError(f"FWID hashAlg is not an OID: {self.hash_alg!r}")
+        if not isinstance(self.digest, bytes):
+            raise DiceExtensionError("FWID digest must be bytes")
+        known = _HASHES.get(self.hash_alg)
+        if known is not None and len(self.digest) != known[1]:
+            raise DiceExtensionError(
+                f"FWID digest is {len(self.digest)} bytes; {known[0]} digests are {known[1]}"
+            )
+
+    @classmethod
+    def of(cls, digest: bytes, hash_name: str = "sha256") -> FWID:
+        """An FWID from a digest and a hash name (``sha256``, ``sha384``, ``sha512``, ...)."""
+        oid = _HASH_OIDS.get(hash_name)
+        if oid is None:
+            raise DiceExtensionError(f"unknown FWID hash algorithm {hash_name!r}")
+        return cls(hash_alg=oid, digest=digest)
+
+    @property
+    def hash_name(self) -> str | None:
+        """The hash algorithm's name, or ``None`` for an OID we do not know."""
+        known = _HASHES.get(self.hash_alg)
+        return known[0] if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hash_alg": self.hash_name or self.hash_alg, "digest": self.digest.hex()}
+
+
+class OperationalFlag(enum.IntFlag, boundary=enum.KEEP):
+    """Bits of the TCG ``OperationalFlags`` BIT STRING: BIT STRING bit *n* is ``1 << n``."""
+
+    NOT_CONFIGURED = 1 << 0
+    NOT_SECURE = 1 << 1
+    RECOVERY = 1 << 2
+    DEBUG = 1 << 3
+    NOT_REPLAY_PROTECTED = 1 << 4
+    NOT_INTEGRITY_PROTECTED = 1 << 5
+    NOT_RUNTIME_MEASURED = 1 << 6
+    NOT_IMMUTABLE = 1 << 7
+    NOT_TCB = 1 << 8
+    FIXED_WIDTH = 1 << 31
+
+
+# Spec names, in bit order, for display.
+_FLAG_NAMES: Final = {
+    OperationalFlag.NOT_CONFIGURED: "notConfigured",
+    OperationalFlag.NOT_SECURE: "notSecure",
+    OperationalFlag.RECOVERY: "recovery",
+    OperationalFlag.DEBUG: "debug",
+    OperationalFlag.NOT_REPLAY_PROTECTED: "notReplayProtected",
+    OperationalFlag.NOT_INTEGRITY_PROTECTED: "notIntegrityProtected",
+    OperationalFlag.NOT_RUNTIME_MEASURED: "notRuntimeMeasured",
+    OperationalFlag.NOT_IMMUTABLE: "notImmutable",
+    OperationalFlag.NOT_TCB: "notTcb",
+    OperationalFlag.FIXED_WIDTH: "fixedWidth",
+}
+
+
+_NO_FLAGS: Final = OperationalFlag(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationalFlags:
+    """An ``OperationalFlags`` (or ``OperationalFlagsMask``) BIT STRING.
+
+    ``width`` is the number of bits encoded; the TCG profile encodes all 32 (the ``fixedWidth``
+    bit exists for that), which is our default. Decoding keeps the width it found so that a
+    value re-encodes to the same bytes.
+    """
+
+    value: OperationalFlag = _NO_FLAGS
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.width, int) or not 0 <= self.width <= 256:
+            raise DiceExtensionError(f"flags width out of range: {self.width!r}")
+        if not isinstance(self.value, int) or self.value < 0 or self.value >> self.width:
+            raise DiceExtensionError(f"flags {self.value!r} do not fit in {self.width} bits")
+        if not isinstance(self.value, OperationalFlag):
+            object.__setattr__(self, "value", OperationalFlag(self.value))
+
+    def __contains__(self, flag: OperationalFlag) -> bool:
+        return bool(self.value & flag)
+
+    @property
+    def not_configured(self) -> bool:
+        return OperationalFlag.NOT_CONFIGURED in self
+
+    @property
+    def not_secure(self) -> bool:
+        return OperationalFlag.NOT_SECURE in self
+
+    @property
+    def recovery(self) -> bool:
+        return OperationalFlag.RECOVERY in self
+
+    @property
+    def debug(self) -> bool:
+        return OperationalFlag.DEBUG in self
+
+    def names(self) -> tuple[str, ...]:
+        """The set bits by their specification names (``bit12`` for an unnamed bit)."""
+        return tuple(
+            _FLAG_NAMES.get(OperationalFlag(1 << bit), f"bit{bit}")
+            for bit in range(self.width)
+            if self.value >> bit & 1
+        )
+
+    def _to_asn1(self, component: Any) -> Any:
+        bits = "".join("1" if self.value >> i & 1 else "0" for i in range(self.width))
+        return component.clone(binValue=bits) if bits else component.clone(value=())
+
+    @classmethod
+    def _from_asn1(cls, value: Any) -> OperationalFlags:
+        bits = value.asBinary() if len(value) else ""
+        number = 0
+        for i, bit in enumerate(bits):
+            if bit == "1":
+                number |= 1 << i
+        return cls(value=OperationalFlag(number), width=len(bits))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntegrityRegister:
+    """One ``IntegrityRegister`` of a TcbInfo (DICE 1.2): a name and/or number and its digests."""
+
+    name: str | None = None
+    number: int | None = None
+    digests: tuple[FWID, ...]
+
+    def __post_init__(self) -> None:
+        schema.check_optional(self.name, str, "registerName")
+        if self.name is not None and not self.name.isascii():
+            raise DiceExtensionError("IntegrityRegister registerName must be IA5 (ASCII)")
+        schema.check_natural(self.number, "registerNum")
+        object.__setattr__(self, "digests", _fwid_tuple(self.digests, "registerDigests"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "number": self.number,
+            "digests": [d.to_dict() for d in self.digests],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcbInfo:
+    """``DiceTcbInfo``: the measurements and state of one TCB layer. Absent fields are ``None``."""
+
+    vendor: str | None = None
+    model: str | None = None
+    version: str | None = None
+    svn: int | None = None
+    layer: int | None = None
+    index: int | None = None
+    fwids: tuple[FWID, ...] | None = None
+    flags: OperationalFlags | None = None
+    vendor_info: bytes | None = None
+    tcb_type: bytes | None = None
+    flags_mask: OperationalFlags | None = None
+    integrity_registers: tuple[IntegrityRegister, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vendor", "model", "version"):
+            schema.check_optional(getattr(self, name), str, name)
+        for name in ("svn", "layer", "index"):
+            schema.check_natural(getattr(self, name), name)
+        if self.fwids is not None:
+            object.__setattr__(self, "fwids", _fwid_tuple(self.fwids, "fwids"))
+        schema.check_optional(self.flags, OperationalFlags, "flags")
+        schema.check_optional(self.flags_mask, OperationalFlags, "flagsMask")
+        schema.check_optional(self.vendor_info, bytes, "vendorInfo")
+        schema.check_optional(self.tcb_type, bytes, "type")
+        if self.integrity_registers is not None:
+            registers = tuple(self.integrity_registers)
+            if not registers or not all(isinstance(r, IntegrityRegister) for r in registers):
+                raise DiceExtensionError("integrityRegisters must be 1 or more IntegrityRegister")
+            object.__setattr__(self, "integrity_registers", registers)
+
+    @classmethod
+    def from_der(cls, data: bytes) -> TcbInfo:
+        """Decode a ``DiceTcbInfo`` (the value of a tcg-dice-TcbInfo extension)."""
+        return _decode_tcb_info(schema.as_bytes(data, "TcbInfo"))
+
+    def to_der(self) -> bytes:
+        return schema.encode(self._to_asn1(schema.TcbInfoSchema()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: hex for bytes, flag names for flags."""
+        return {
+            "vendor": self.vendor,
+            "model": self.model,
+            "version": self.version,
+            "svn": self.svn,
+            "layer": self.layer,
+            "index": self.index,
+            "fwids": None if self.fwids is None else [f.to_dict() for f in self.fwids],
+            "flags": None if self.flags is None else list(self.flags.names()),
+            "vendor_info": None if self.vendor_info is None else self.vendor_info.hex(),
+            "type": None if self.tcb_type is None else self.tcb_type.hex(),
+            "flags_mask": None if self.flags_mask is None else list(self.flags_mask.names()),
+            "integrity_registers": (
+                None
+                if self.integrity_registers is None
+                else [r.to_dict() for r in self.integrity_registers]
+            ),
+        }
+
+    def _to_asn1(self, value: Any) -> Any:
+        simple = (
+            ("vendor", self.vendor),
+            ("model", self.model),
+            ("version", self.version),
+            ("svn", self.svn),
+            ("layer", self.layer),
+            ("index", self.index),
+        )
+        for name, field in simple:
+            if field is not None:
+                value[name] = field
+        if self.fwids is not None:
+            _fill_fwids(value["fwids"], self.fwids)
+        if self.flags is not None:
+            value["flags"] = self.flags._to_asn1(value.componentType["flags"].asn1Object)
+        if self.vendor_info is not None:
+            value["vendorInfo"] = self.vendor_info
+        if self.tcb_type is not None:
+            value["type"] = self.tcb_type
+        if self.flags_mask is not None:
+            mask_type = value.componentType["flagsMask"].asn1Object
+            value["flagsMask"] = self.flags_mask._to_asn1(mask_type)
+        if self.integrity_registers is not None:
+            registers = value["integrityRegisters"]
+            for i, register in enumerate(self.integrity_registers):
+                item = registers.getComponentByPosition(i)
+                if register.name is not None:
+                    item["registerName"] = register.name
+                if register.number is not None:
+                    item["registerNum"] = register.number
+                _fill_fwids(item["registerDigests"], register.digests)
+        return value
+
+    @classmethod
+    def _from_asn1(cls, value: Any) -> TcbInfo:
+        registers = schema.component(value, "integrityRegisters")
+        return cls(
+            vendor=schema.text(schema.component(value, "vendor")),
+            model=schema.text(schema.component(value, "model")),
+            version=schema.text(schema.component(value, "version")),
+            svn=schema.integer(schema.component(value, "svn")),
+            layer=schema.integer(schema.component(value, "layer")),
+            index=schema.integer(schema.component(value, "index")),
+            fwids=_fwids(schema.component(value, "fwids")),
+            flags=_flags(schema.component(value, "flags")),
+            vendor_info=schema.octets(schema.component(value, "vendorInfo")),
+            tcb_type=schema.octets(schema.component(value, "type")),
+            flags_mask=_flags(schema.component(value, "flagsMask")),
+            integrity_registers=(
+                None
+                if registers is None
+                else tuple(
+                    IntegrityRegister(
+                        name=schema.text(schema.component(r, "registerName")),
+                        number=schema.integer(schema.component(r, "registerNum")),
+                        digests=_fwids(r["registerDigests"]) or (),
+                    )
+                    for r in registers
+                )
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MultiTcbInfo:
+    """``DiceTcbInfoSeq``: the value of tcg-dice-MultiTcbInfo, one or more TcbInfo."""
+
+    entries: tuple[TcbInfo, ...]
+
+    def __post_init__(self) -> None:
+        entries = tuple(self.entries)
+        if not entries or not all(isinstance(e, TcbInfo) for e in entries):
+            raise DiceExtensionError("MultiTcbInfo must hold 1 or more TcbInfo")
+        object.__setattr__(self, "entries", entries)
+
+    @classmethod
+    def from_der(cls, data: bytes) -> MultiTcbInfo:
+        return _decode_multi_tcb_info(schema.as_bytes(data, "MultiTcbInfo"))
+
+    def to_der(self) -> bytes:
+        value = schema.TcbInfoSeqSchema()
+        for i, entry in enumerate(self.entries):
+            entry._to_asn1(value.getComponentByPosition(i))
+        return schema.encode(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ueid:
+    """``TcgUeid``: the device's Universal Entity ID (the value of tcg-dice-Ueid)."""
+
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, bytes) or not self.value:
+            raise DiceExtensionError("UEID must be a non-empty byte string")
+
+    @classmethod
+    def from_der(cls, data: bytes) -> Ueid:
+        return _decode_ueid(schema.as_bytes(data, "Ueid"))
+
+    def to_der(self) -> bytes:
+        value = schema.UeidSchema()
+        value["ueid"] = self.value
+        return schema.encode(value)
+
+    def hex(self) -> str:
+        return self.value.hex()
+
+
+# --------------------------------------------------------------------------------------------
+# cryptography ExtensionType subclasses (builders add them; the path validator accepts them)
+# --------------------------------------------------------------------------------------------
+
+
+class TcbInfoExtension(schema.DerExtension):
+    """tcg-dice-TcbInfo (2.23.133.5.4.1)."""
+
+    oid: ClassVar[x509.ObjectIdentifier] = TCB_INFO_OID
+
+    def __init__(self, value: TcbInfo) -> None:
+        super().__init__(value)
+
+    @property
+    def value(self) -> TcbInfo:
+        result: TcbInfo = self._value
+        return result
+
+
+class MultiTcbInfoExtension(schema.DerExtension):
+    """tcg-dice-MultiTcbInfo (2.23.133.5.4.5)."""
+
+    oid: ClassVar[x509.ObjectIdentifier] = MULTI_TCB_INFO_OID
+
+    def __init__(self, value: MultiTcbInfo) -> None:
+        super().__init__(value)
+
+    @property
+    def value(self) -> MultiTcbInfo:
+        result: MultiTcbInfo = self._value
+        return result
+
+
+class UeidExtension(schema.DerExtension):
+    """tcg-dice-Ueid (2.23.133.5.4.4)."""
+
+    oid: ClassVar[x509.ObjectIdentifier] = UEID_OID
+
+    def __init__(self, value: Ueid) -> None:
+        super().__init__(value)
+
+    @property
+    def value(self) -> Ueid:
+        result: Ueid = self._value
+        return result
+
+
+# --------------------------------------------------------------------------------------------
+# Strict DER decoding (cached by bytes)
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _decode_tcb_info(data: bytes) -> TcbInfo:
+    try:
+        return schema.strict_decode(data, schema.TcbInfoSchema(), "TcbInfo", TcbInfo._from_asn1)
+    except DiceExtensionError as e:
+        _refuse_riot_layout(data, e)
+        raise
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _decode_multi_tcb_info(data: bytes) -> MultiTcbInfo:
+    return schema.strict_decode(
+        data,
+        schema.TcbInfoSeqSchema(),
+        "MultiTcbInfo",
+        lambda v: MultiTcbInfo(entries=tuple(TcbInfo._from_asn1(e) for e in v)),
+    )
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _decode_ueid(data: bytes) -> Ueid:
+    return schema.strict_decode(
+        data, schema.UeidSchema(), "Ueid", lambda v: Ueid(value=bytes(v["ueid"]))
+    )
+
+
+def _refuse_riot_layout(data: bytes, cause: DiceExtensionError) -> None:
+    """Recognise RIoT's ``CompositeDeviceID`` (SEQUENCE { INTEGER, SPKI, FWID }) under .4.1.
+
+    A DiceTcbInfo holds only context-tagged fields, so a universal INTEGER followed by a
+    SEQUENCE as the first two elements can only be the old Microsoft RIoT layout.
+    """
+    generic = schema.decode_generic(data)
+    if not isinstance(generic, univ.Sequence) or len(generic) < 2:
+        return
+    first, second = generic[0], generic[1]
+    if isinstance(first, univ.Integer) and isinstance(second, univ.Sequence):
+        raise DiceExtensionError(
+            "TcbInfo: the extension 2.23.133.5.4.1 holds the old Microsoft RIoT "
+            "CompositeDeviceID layout (version, DeviceID key, FWID), not a TCG DiceTcbInfo"
+        ) from cause
+
+
+# --------------------------------------------------------------------------------------------
+# Small conversions
+# --------------------------------------------------------------------------------------------
+
+
+def _flags(value: Any) -> OperationalFlags | None:
+    return None if value is None else OperationalFlags._from_asn1(value)
+
+
+def _fwids(value: Any) -> tuple[FWID, ...] | None:
+    if value is None:
+        return None
+    return tuple(FWID(hash_alg=str(f["hashAlg"]), digest=bytes(f["digest"])) for f in value)
+
+
+def _fill_fwids(target: Any, fwids: Sequence[FWID]) -> None:
+    for i, fwid in enumerate(fwids):
+        item = target.getComponentByPosition(i)
+        item["hashAlg"] = univ.ObjectIdentifier(fwid.hash_alg)
+        item["digest"] = fwid.digest
+
+
+def _fwid_tuple(value: Any, what: str) -> tuple[FWID, ...]:
+    if isinstance(value, FWID) or not isinstance(value, Sequence):
+        raise DiceExtensionError(f"{what} must be a sequence of FWID")
+    items = tuple(value)
+    if not items or not all(isinstance(f, FWID) for f in items):
+        raise DiceExtensionError(f"{what} must hold 1 or more FWID")
+    return items
+
+
+def _is_dotted_oid(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) >= 2 and all(p.isdigit() and p.isascii() for p in parts)
