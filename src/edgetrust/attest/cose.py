@@ -519,7 +519,7 @@ def _hmac(key: SymmetricKey, alg: Algorithm, data: bytes) -> bytes:
 
 def verify_mac0(
     data_or_msg: bytes | Mac0Message,
-    key: VerificationKey,
+    key: VerificationKey | PrivateKey,
     *,
     external_aad: bytes = b"",
     detached_payload: bytes | None = None,
