@@ -3,9 +3,10 @@
 
 The model is a small MobileNetV3-style CNN (depthwise-separable inverted residuals,
 squeeze-and-excitation, hard-swish) trained on scikit-learn's digits data set (1,797 real 8x8
-handwritten digits that ship inside the scikit-learn wheel: no download). Each 8x8 image is stored as
-8-bit grey (``round(v * 255 / 16)``) and fed through :func:`edgetrust.offload.images.to_tensor`, the
-exact preprocessing of the runtime: bilinear upsampling to 32x32, ``(x/255 - 0.5) / 0.5``.
+handwritten digits that ship inside the scikit-learn wheel: no download). Each 8x8 image is stored
+as 8-bit grey (``round(v * 255 / 16)``) and fed through
+:func:`edgetrust.offload.images.to_tensor`, the exact preprocessing of the runtime: bilinear
+upsampling to 32x32, ``(x/255 - 0.5) / 0.5``.
 
 Outputs (in ``src/edgetrust/offload/``):
 
@@ -16,10 +17,12 @@ Outputs (in ``src/edgetrust/offload/``):
 * ``samples/digits-test.npz`` -- the whole held-out test split (uint8 images + labels);
 * the two entries of ``models/manifest.json`` (other entries are kept).
 
-Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)``, one thread; running it twice
-gives byte-identical ONNX files (``--check`` retrains in memory and compares with the committed files).
+Deterministic: fixed seeds, ``torch.use_deterministic_algorithms(True)``, one thread; running it
+twice gives byte-identical ONNX files (``--check`` retrains in memory and compares with the
+committed files).
 
-Needs the ``train`` extra: ``.venv/bin/pip install -e '.[train]'`` (torch is not a runtime dependency).
+Needs the ``train`` extra: ``.venv/bin/pip install -e '.[train]'`` (torch is not a runtime
+dependency).
 Run: ``.venv/bin/python scripts/train_demo_model.py [--epochs 60] [--check]``.
 """
 
@@ -183,7 +186,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def seed_everything() -> torch.Generator:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(SEED)
-    np.random.seed(SEED)  # noqa: NPY002 - legacy global seed, for any library that uses it
+    np.random.seed(SEED)  # legacy global seed, for any library that uses it
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -273,7 +276,9 @@ def quantize(fp32: bytes, calibration: np.ndarray) -> bytes:
     return proto.SerializeToString()
 
 
-def accuracy(model_bytes: bytes, inputs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def accuracy(
+    model_bytes: bytes, inputs: np.ndarray, labels: np.ndarray
+) -> tuple[float, np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -311,7 +316,13 @@ def write_samples(x_te: np.ndarray, y_te: np.ndarray) -> None:
 
 
 def manifest_entry(
-    *, name: str, data: bytes, precision: str, reference: str | None, acc: float, agree: float | None
+    *,
+    name: str,
+    data: bytes,
+    precision: str,
+    reference: str | None,
+    acc: float,
+    agree: float | None,
 ) -> dict[str, object]:
     import sklearn
 
