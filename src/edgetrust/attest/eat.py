@@ -609,14 +609,7 @@ def make_eat(
     return token
 
 
-def decode_eat(
-    token: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE
-) -> tuple[Sign1Message | Mac0Message, EatClaims]:
-    """Decode (do not verify) an EAT: the COSE message and its typed claims.
-
-    Tagged tokens may be COSE_Sign1 (18) or COSE_Mac0 (17), optionally inside the CWT tag 61;
-    an untagged token is read as a COSE_Sign1.
-    """
+def _message(token: bytes, max_size: int) -> Sign1Message | Mac0Message:
     value = cbor.loads(token, max_size=max_size)
     msg: Sign1Message | Mac0Message
     if isinstance(value, cbor.Tag):
@@ -625,7 +618,23 @@ def decode_eat(
         msg = cose.decode_sign1(token, max_size=max_size)
     if msg.payload is None:
         raise ClaimError("the EAT has a detached payload")
-    return msg, decode_claims(cbor.loads(msg.payload, max_size=max_size, expect=dict))
+    return msg
+
+
+def _claims(msg: Sign1Message | Mac0Message, max_size: int) -> EatClaims:
+    return decode_claims(cbor.loads(msg.payload or b"", max_size=max_size, expect=dict))
+
+
+def decode_eat(
+    token: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE
+) -> tuple[Sign1Message | Mac0Message, EatClaims]:
+    """Decode (do not verify) an EAT: the COSE message and its typed claims.
+
+    Tagged tokens may be COSE_Sign1 (18) or COSE_Mac0 (17), optionally inside the CWT tag 61;
+    an untagged token is read as a COSE_Sign1.
+    """
+    msg = _message(token, max_size)
+    return msg, _claims(msg, max_size)
 
 
 def _check_time(
@@ -667,6 +676,7 @@ def verify_eat(
     max_age: timedelta | None = None,
     leeway: timedelta = timedelta(0),
     external_aad: bytes = b"",
+    max_size: int = cbor.DEFAULT_MAX_SIZE,
 ) -> EatClaims:
     """Verify an EAT and return its claims, or raise an :class:`EvidenceError` subclass.
 
@@ -675,11 +685,12 @@ def verify_eat(
     against ``now`` and ``iat`` against ``max_age``. ``now`` is a parameter (pure core); without it
     a token carrying ``exp``/``nbf`` or a ``max_age`` request fails closed with FreshnessError.
     """
-    msg, claims = decode_eat(token)
+    msg = _message(token, max_size)
     if isinstance(msg, Sign1Message):
         cose.verify_sign1(msg, key, external_aad=external_aad)
     else:
         cose.verify_mac0(msg, key, external_aad=external_aad)
+    claims = _claims(msg, max_size)
     if expected_nonce is not None:
         nonces = claims.nonces()
         if not nonces:
