@@ -233,7 +233,10 @@ def event_from_json(line: str, *, where: str = "revocation feed") -> RevocationE
         raise MalformedError(f"{where}: seq and revoked_at_unix_ms must be integers")
     if not all(isinstance(v, str) for v in fields.values()):
         raise MalformedError(f"{where}: ueid_hex, serial_hex and reason must be strings")
-    return RevocationEvent(seq=seq, kind=kind, revoked_at_unix_ms=at, **fields)
+    try:
+        return RevocationEvent(seq=seq, kind=kind, revoked_at_unix_ms=at, **fields)
+    except MalformedError as e:
+        raise MalformedError(f"{where}: {e.message}") from e
 
 
 def event_to_json(event: RevocationEvent) -> str:
