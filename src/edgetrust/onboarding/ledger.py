@@ -1,0 +1,188 @@
+"""The registry's two append-only ledgers: the revocation feed and the hash-chained audit log.
+
+Both are written only inside a store transaction, through :func:`append_revocation` and
+:func:`append_audit`, and never updated or deleted (triggers refuse it, see
+:mod:`edgetrust.onboarding.schema`).
+
+Sequence numbers are ``max(seq) + 1`` computed under a table lock that is held until the commit
+(PostgreSQL ``LOCK TABLE ... IN EXCLUSIVE MODE``, which still lets readers read; on SQLite the
+database write lock of ``BEGIN IMMEDIATE``). Hence, across processes and replicas:
+
+* ``seq`` is gapless (a rolled-back transaction takes its number with it; an identity column or a
+  PostgreSQL sequence would leave a hole), and
+* entries become visible in ``seq`` order, so a feed follower that has read up to ``n`` can never
+  later see an entry ``<= n`` appear (with a sequence, ``n + 1`` could commit after ``n + 2``).
+
+Audit entries form a hash chain: ``digest_n = SHA-256(digest_{n-1} || E_n)`` with
+``digest_0 = 32 zero bytes`` and ``E_n`` the UTF-8 JSON array
+``[seq, at (UTC ISO 8601, microseconds), actor, action, subject, detail (canonical JSON text)]``.
+:func:`verify_chain` recomputes it, so an entry altered or removed behind the store's back (for
+example by an operator who dropped the triggers) is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, select
+
+from edgetrust.errors import InvalidRequestError, OversizeError, StoreError
+from edgetrust.onboarding import schema as s
+from edgetrust.onboarding.database import Database
+from edgetrust.onboarding.records import (
+    AuditChain,
+    AuditEvent,
+    AuditRecord,
+    RevocationEvent,
+    RevocationKind,
+    revocation_event,
+)
+
+#: The digest that precedes the first audit entry.
+AUDIT_GENESIS = bytes(32)
+MAX_DETAIL = 64 * 1024
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    """How audit details are stored: sorted keys, no whitespace, no NaN, UTF-8 kept."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def audit_digest(
+    previous: bytes, *, seq: int, at: datetime, actor: str, action: str, subject: str, detail: str
+) -> bytes:
+    """``SHA-256(previous || E)`` for one entry (see the module docstring for ``E``)."""
+    entry = json.dumps(
+        [
+            seq,
+            at.astimezone(UTC).isoformat(timespec="microseconds"),
+            actor,
+            action,
+            subject,
+            detail,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(previous + entry.encode("utf-8")).digest()
+
+
+def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetime) -> AuditRecord:
+    """Append ``event`` at ``now`` inside the caller's transaction (call it last: it locks)."""
+    try:
+        detail = canonical_json(event.detail)
+    except (TypeError, ValueError) as e:
+        raise InvalidRequestError(f"audit detail is not JSON: {e}") from e
+    if len(detail) > MAX_DETAIL:
+        raise OversizeError(f"audit detail is longer than {MAX_DETAIL} characters")
+    db.lock_table(conn, "audit")
+    a = s.audit
+    last = conn.execute(select(a.c.seq, a.c.digest).order_by(a.c.seq.desc()).limit(1)).first()
+    seq = 1 if last is None else int(last.seq) + 1
+    previous = AUDIT_GENESIS if last is None else bytes.fromhex(last.digest)
+    at = now.astimezone(UTC)
+    digest = audit_digest(
+        previous,
+        seq=seq,
+        at=at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        detail=detail,
+    )
+    conn.execute(
+        a.insert().values(
+            seq=seq,
+            at=at,
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            detail=detail,
+            digest=digest.hex(),
+        )
+    )
+    return AuditRecord(
+        seq=seq,
+        at=at,
+        actor=event.actor,
+        action=event.action,
+        subject=event.subject,
+        detail_json=detail,
+        digest=digest,
+    )
+
+
+def verify_chain(entries: Iterable[AuditRecord], *, start: int = 1) -> AuditChain:
+    """Check that ``entries`` run ``start, start+1, ...`` and that every digest chains.
+
+    Pure (no I/O): feed it the whole log in ``seq`` order. Raises :class:`StoreError` at the first
+    gap or altered entry.
+    """
+    previous, expected = AUDIT_GENESIS, start
+    for entry in entries:
+        if entry.seq != expected:
+            raise StoreError(f"audit log gap: seq {expected} is missing (found {entry.seq})")
+        digest = audit_digest(
+            previous,
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            detail=entry.detail_json,
+        )
+        if digest != entry.digest:
+            raise StoreError(f"audit log altered: digest mismatch at seq {entry.seq}")
+        previous, expected = digest, expected + 1
+    return AuditChain(length=expected - start, head=previous)
+
+
+def append_revocation(
+    db: Database,
+    conn: Connection,
+    kind: RevocationKind,
+    *,
+    ueid_hex: str,
+    serial_hex: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> RevocationEvent:
+    """Append one feed event inside the caller's transaction."""
+    db.lock_table(conn, "revocations")
+    r = s.revocations
+    seq = int(conn.execute(select(func.coalesce(func.max(r.c.seq), 0))).scalar_one()) + 1
+    row = conn.execute(
+        r.insert()
+        .values(
+            seq=seq,
+            kind=kind.value,
+            ueid=ueid_hex,
+            serial=serial_hex,
+            reason=reason,
+            actor=actor,
+            at=now,
+        )
+        .returning(*r.c)
+    ).one()
+    return revocation_event(row)
+
+
+def latest_revocation(conn: Connection, ueid_hex: str, serial_hex: str | None) -> RevocationEvent:
+    """The event that revoked the device (or this certificate of it): for idempotent revokes."""
+    r = s.revocations
+    match = r.c.kind == RevocationKind.DEVICE.value
+    if serial_hex is not None:
+        certificate = (r.c.kind == RevocationKind.CERTIFICATE.value) & (r.c.serial == serial_hex)
+        match = or_(match, certificate)
+    query = select(r).where(r.c.ueid == ueid_hex, match).order_by(r.c.seq.desc()).limit(1)
+    row = conn.execute(query).first()
+    if row is None:
+        raise StoreError(f"{ueid_hex} is revoked but has no revocation event (inconsistent)")
+    return revocation_event(row)
