@@ -34,6 +34,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -54,6 +55,7 @@ from edgetrust.attest.dice import (
     hash_input,
     public_key_bytes,
 )
+from edgetrust.certs.dice_ext import FWID, OperationalFlag, OperationalFlags, TcbInfo
 from edgetrust.errors import DiceInputError
 
 __all__ = [
@@ -62,6 +64,22 @@ __all__ = [
     "Layer",
     "LayerMeasurement",
 ]
+
+_MODE_FLAGS: Final[Mapping[DiceMode, OperationalFlag]] = MappingProxyType(
+    {
+        DiceMode.NOT_CONFIGURED: OperationalFlag.NOT_CONFIGURED | OperationalFlag.NOT_SECURE,
+        DiceMode.NORMAL: OperationalFlag(0),
+        DiceMode.DEBUG: OperationalFlag.DEBUG | OperationalFlag.NOT_SECURE,
+        DiceMode.RECOVERY: OperationalFlag.RECOVERY,
+    }
+)
+#: The flags an alias certificate vouches for (set or clear): the ones the mode decides.
+_MODE_FLAGS_MASK: Final = (
+    OperationalFlag.NOT_CONFIGURED
+    | OperationalFlag.NOT_SECURE
+    | OperationalFlag.RECOVERY
+    | OperationalFlag.DEBUG
+)
 
 #: FWID digest algorithms of alias certificates, strongest last.
 FWID_ALGORITHMS: tuple[str, ...] = ("sha256", "sha384")
@@ -213,6 +231,29 @@ class LayerMeasurement:
     @property
     def recovery(self) -> bool:
         return self.mode is DiceMode.RECOVERY
+
+    @property
+    def operational_flags(self) -> OperationalFlags:
+        """TcbInfo flags from the Open DICE mode (normal: none set).
+
+        not-configured -> notConfigured + notSecure; debug -> debug + notSecure (Open DICE:
+        "not in a secure state"); recovery -> recovery.
+        """
+        return OperationalFlags(value=_MODE_FLAGS[self.mode])
+
+    def tcb_info(self) -> TcbInfo:
+        """The tcg-dice-TcbInfo describing this layer in its alias certificate."""
+        return TcbInfo(
+            vendor=self.vendor,
+            model=self.model,
+            version=self.version,
+            svn=self.svn,
+            layer=self.index,
+            index=0,
+            fwids=tuple(FWID.of(digest, alg) for alg, digest in self.fwids),
+            flags=self.operational_flags,
+            flags_mask=OperationalFlags(value=_MODE_FLAGS_MASK),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

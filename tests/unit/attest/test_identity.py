@@ -20,6 +20,7 @@ from edgetrust.attest.dice import (
     public_key_bytes,
 )
 from edgetrust.attest.identity import DeviceIdentity, Layer
+from edgetrust.certs.dice_ext import TcbInfo
 from edgetrust.errors import DiceInputError
 
 UDS = bytes(range(32))
@@ -283,3 +284,31 @@ def test_device_id_csr_is_signed_by_the_device_id_key(alg: KeyAlg) -> None:
     assert csr.is_signature_valid
     assert public_key_bytes(csr.public_key()) == identity.device_id_public_key  # type: ignore[arg-type]
     assert csr.subject.rfc4514_string() == f"2.5.4.5={identity.device_id.hex()}"
+
+
+def test_tcb_info_of_a_layer(identity: DeviceIdentity) -> None:
+    derived = identity.derive(_layers(firmware={"mode": DiceMode.DEBUG}), vendor="Acme")
+    tcb = derived[1].measurement.tcb_info()
+    image = b"firmware image" * 100
+    assert (tcb.vendor, tcb.model, tcb.version, tcb.svn, tcb.layer) == (
+        "Acme",
+        "firmware",
+        "2.3.1",
+        4,
+        2,
+    )
+    assert tcb.fwids is not None
+    assert [(f.hash_name, f.digest) for f in tcb.fwids] == [
+        ("sha256", hashlib.sha256(image).digest()),
+        ("sha384", hashlib.sha384(image).digest()),
+    ]
+    assert tcb.flags is not None
+    assert tcb.flags.debug
+    assert tcb.flags.not_secure
+    assert not tcb.flags.recovery
+    assert TcbInfo.from_der(tcb.to_der()) == tcb
+    normal = derived[0].measurement.tcb_info()
+    assert normal.flags is not None
+    assert normal.flags.names() == ()
+    assert normal.flags_mask is not None
+    assert set(normal.flags_mask.names()) == {"notConfigured", "notSecure", "recovery", "debug"}
