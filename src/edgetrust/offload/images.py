@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from edgetrust.errors import InvalidRequestError, OversizeError
+from edgetrust.errors import ConfigError, InvalidRequestError, OversizeError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -66,6 +66,9 @@ class ColorMode(StrEnum):
 class Preprocessing:
     """How an image becomes the model's input tensor (NCHW, float32).
 
+    Invalid values raise :class:`~edgetrust.errors.ConfigError` (a preprocessing comes from a model
+    manifest, which the operator controls).
+
     Steps, in order: convert to ``color``; if ``resize_shorter`` is set, resize so that the
     shorter side has that length (keeping the aspect ratio) and centre-crop ``height`` x
     ``width``; otherwise resize straight to ``height`` x ``width`` (bilinear); then
@@ -83,13 +86,13 @@ class Preprocessing:
     def __post_init__(self) -> None:
         channels = self.color.channels
         if self.height < 1 or self.width < 1:
-            raise InvalidRequestError("preprocessing height and width must be positive")
+            raise ConfigError("preprocessing height and width must be positive")
         if len(self.mean) not in (1, channels) or len(self.std) not in (1, channels):
-            raise InvalidRequestError(f"mean/std must have 1 or {channels} values")
+            raise ConfigError(f"mean/std must have 1 or {channels} values")
         if any(s == 0 for s in self.std):
-            raise InvalidRequestError("std values must be non-zero")
+            raise ConfigError("std values must be non-zero")
         if self.resize_shorter is not None and self.resize_shorter < max(self.height, self.width):
-            raise InvalidRequestError("resize_shorter must be at least the crop size")
+            raise ConfigError("resize_shorter must be at least the crop size")
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -122,7 +125,7 @@ class Preprocessing:
                 resize_shorter=None if shorter is None else _int(shorter),
             )
         except (KeyError, ValueError, TypeError) as e:
-            raise InvalidRequestError(f"invalid preprocessing description: {e}") from e
+            raise ConfigError(f"invalid preprocessing description: {e}") from e
 
 
 def load_image(

@@ -284,7 +284,7 @@ def _parse_entry(entry: object, *, base: Path, manifest: Path) -> ModelSpec:
             produced_by=produced,
             pretrained=bool(entry.get("pretrained", True)),
         )
-    except (KeyError, TypeError, ValueError, OSError, InvalidRequestError) as e:
+    except (KeyError, TypeError, ValueError, OSError, ConfigError) as e:
         raise ConfigError(f"model manifest {manifest}: entry {name!r} is invalid: {e}") from e
 
 

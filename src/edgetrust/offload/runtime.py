@@ -33,7 +33,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edgetrust.errors import InferenceError, InvalidRequestError
+from edgetrust.errors import ConfigError, InferenceError, InvalidRequestError
 from edgetrust.offload.images import Preprocessing, to_tensor
 
 if TYPE_CHECKING:
@@ -132,9 +132,9 @@ class RuntimeSettings:
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise InvalidRequestError("thread counts must be >= 0 (0 = onnxruntime's default)")
+            raise ConfigError("thread counts must be >= 0 (0 = onnxruntime's default)")
         if not self.providers:
-            raise InvalidRequestError("at least one execution provider is required")
+            raise ConfigError("at least one execution provider is required")
 
     def session_options(self) -> ort.SessionOptions:
         """The onnxruntime ``SessionOptions`` for these settings."""
@@ -369,6 +369,14 @@ class OnnxModel:
                 hint="the model file was modified or replaced; reinstall or regenerate it",
             )
         settings = settings or RuntimeSettings()
+        available = ort.get_available_providers()
+        missing = [p for p in settings.providers if p not in available]
+        if missing:
+            # onnxruntime would only warn and fall back to another provider: refuse instead.
+            raise ConfigError(
+                f"execution provider(s) {', '.join(missing)} not available "
+                f"(available: {', '.join(available)})"
+            )
         try:
             session = ort.InferenceSession(
                 data,
