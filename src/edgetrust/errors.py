@@ -145,6 +145,10 @@ class RevokedError(EvidenceError):
     """The device or certificate has been revoked."""
 
 
+class KeyBindingError(EvidenceError):
+    """A CSR's key is not the key the evidence binds (the EAT's ``cnf``), or no key is bound."""
+
+
 class UnsupportedSchemeError(EvidenceError):
     """No evidence scheme is registered for the media type or token shape."""
 
