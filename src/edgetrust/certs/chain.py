@@ -1,0 +1,450 @@
+"""DICE certificate chain validation: a typed result, or one precise error. Pure (``now`` given).
+
+``validate_chain(certificates, anchors, now)`` takes the certificates in any order, puts them in
+order by name (leaf first), finds the trust anchor, validates the path and decodes every DICE
+extension on the way:
+
+* P-256 / P-384 (and RSA) chains go through cryptography's path validator
+  (``cryptography.x509.verification``: a client verifier with extension policies that permit any
+  extension but refuse unknown critical ones, and that know our DICE extension types, so a
+  critical TcbInfo is accepted). The DICE-strict rules cryptography does not apply (keyUsage
+  keyCertSign on issuers, a CA leaf counting against pathLen -- see :mod:`.links`) run on top.
+* Chains with an Ed25519 key or signature anywhere (Open DICE) are checked link by link by
+  :mod:`.links`, with the same rules.
+* When cryptography refuses a chain, :mod:`.links` re-checks it to say precisely why, so the
+  two kinds of chain fail with the same error for the same defect.
+
+A trust anchor is a certificate or a bare public key. For cryptography's validator a bare key
+becomes an in-memory anchor certificate carrying that key and the top certificate's issuer name
+(trust anchors are trusted a priori, so that certificate's own signature is never checked).
+
+Errors (the first that applies, in this order):
+
+=================================  ============================================================
+``NameChainingError``              the certificates do not form one chain by issuer/subject name
+``UntrustedAnchorError``           no anchor has the top certificate's issuer name and no anchor
+                                   key verifies it (or the chain ends at a self-signed non-anchor)
+``SignatureError``                 a signature does not verify with the key of the certificate
+                                   named as its issuer -- in the middle of the chain, and also at
+                                   the top when a certificate anchor carries the issuer's name
+``NotYetValidError`` / ``ExpiredError``   a certificate (anchor certificate included) at ``now``
+``BasicConstraintsError``          an issuer without cA, without keyCertSign, or over its pathLen
+``UnknownCriticalExtensionError``  a critical extension we do not process
+``DiceExtensionError``             a malformed TcbInfo / MultiTcbInfo / Ueid / Open DICE extension
+                                   (including the old RIoT layout under the TcbInfo OID)
+=================================  ============================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from edgetrust.certs import links
+from edgetrust.certs.dice_ext import (
+    MULTI_TCB_INFO_OID,
+    OPEN_DICE_INPUT_OID,
+    TCB_INFO_OID,
+    UEID_OID,
+    MultiTcbInfo,
+    MultiTcbInfoExtension,
+    OpenDiceInput,
+    OpenDiceInputExtension,
+    TcbInfo,
+    TcbInfoExtension,
+    Ueid,
+    UeidExtension,
+)
+from edgetrust.certs.keys import PublicKey, certificate_public_key
+from edgetrust.certs.loading import TrustAnchor
+from edgetrust.errors import (
+    AlgorithmError,
+    BasicConstraintsError,
+    CertificateError,
+    ConfigError,
+    NameChainingError,
+    SignatureError,
+    UnknownCriticalExtensionError,
+    UntrustedAnchorError,
+    ValidityError,
+)
+
+__all__ = [
+    "ChainEntry",
+    "DiceExtensions",
+    "TrustAnchor",
+    "ValidatedChain",
+    "dice_extensions",
+    "order_chain",
+    "validate_chain",
+]
+
+_EDWARDS: Final = frozenset(
+    {
+        PublicKeyAlgorithmOID.ED25519,
+        PublicKeyAlgorithmOID.ED448,
+        SignatureAlgorithmOID.ED25519,
+        SignatureAlgorithmOID.ED448,
+    }
+)
+_DICE_TYPES: Final = (
+    TcbInfoExtension,
+    MultiTcbInfoExtension,
+    UeidExtension,
+    OpenDiceInputExtension,
+)
+
+
+def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    ca = ExtensionPolicy.permit_all().require_present(
+        x509.BasicConstraints, Criticality.AGNOSTIC, None
+    )
+    ee = ExtensionPolicy.permit_all()
+    for extension_type in _DICE_TYPES:
+        ca = ca.may_be_present(extension_type, Criticality.AGNOSTIC, None)
+        ee = ee.may_be_present(extension_type, Criticality.AGNOSTIC, None)
+    return ca, ee
+
+
+_CA_POLICY, _EE_POLICY = _extension_policies()
+_DECODERS: Final[dict[x509.ObjectIdentifier, Callable[[bytes], Any]]] = {
+    TCB_INFO_OID: TcbInfo.from_der,
+    MULTI_TCB_INFO_OID: MultiTcbInfo.from_der,
+    UEID_OID: Ueid.from_der,
+    OPEN_DICE_INPUT_OID: OpenDiceInput.from_der,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiceExtensions:
+    """The DICE extensions of one certificate, decoded.
+
+    ``tcb_info`` lists every TcbInfo the certificate carries: the tcg-dice-TcbInfo extension
+    first, then the entries of tcg-dice-MultiTcbInfo (also kept alone in ``multi_tcb_info``).
+    """
+
+    tcb_info: tuple[TcbInfo, ...] = ()
+    multi_tcb_info: MultiTcbInfo | None = None
+    ueid: Ueid | None = None
+    open_dice: OpenDiceInput | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tcb_info": [t.to_dict() for t in self.tcb_info],
+            "ueid": None if self.ueid is None else self.ueid.hex(),
+            "open_dice": None if self.open_dice is None else self.open_dice.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainEntry:
+    """One validated certificate and its decoded DICE extensions."""
+
+    certificate: x509.Certificate
+    dice: DiceExtensions
+
+    @property
+    def subject(self) -> str:
+        return links.name_text(self.certificate.subject)
+
+    @property
+    def issuer(self) -> str:
+        return links.name_text(self.certificate.issuer)
+
+    @property
+    def tcb_info(self) -> tuple[TcbInfo, ...]:
+        return self.dice.tcb_info
+
+    @property
+    def multi_tcb_info(self) -> MultiTcbInfo | None:
+        return self.dice.multi_tcb_info
+
+    @property
+    def ueid(self) -> Ueid | None:
+        return self.dice.ueid
+
+    @property
+    def open_dice(self) -> OpenDiceInput | None:
+        return self.dice.open_dice
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``certs verify --json`` form of this entry."""
+        return {"subject": self.subject, "issuer": self.issuer, **self.dice.to_dict()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidatedChain:
+    """A chain that passed every check: leaf first, up to the certificate the anchor signed."""
+
+    entries: tuple[ChainEntry, ...]
+    anchor: TrustAnchor
+    #: ``"cryptography"`` (path validator + DICE rules) or ``"edgetrust"`` (link by link).
+    validator: str
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[ChainEntry]:
+        return iter(self.entries)
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.entries[0].certificate
+
+    @property
+    def leaf_public_key(self) -> PublicKey:
+        return certificate_public_key(self.leaf)
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(e.certificate for e in self.entries)
+
+    @property
+    def ueid(self) -> Ueid | None:
+        """The first UEID found from the top down (normally the DeviceID certificate's)."""
+        for entry in reversed(self.entries):
+            if entry.ueid is not None:
+                return entry.ueid
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def validate_chain(
+    certificates: Sequence[x509.Certificate],
+    anchors: Sequence[TrustAnchor],
+    now: datetime,
+) -> ValidatedChain:
+    """Validate ``certificates`` (any order) against ``anchors`` at ``now``; see module doc."""
+    now = _utc(now)
+    anchor_list = _check_anchors(anchors)
+    anchor_certs = [a for a in anchor_list if isinstance(a, x509.Certificate)]
+    path = order_chain([c for c in certificates if not any(c == a for a in anchor_certs)])
+    if any(_is_edwards(c) for c in path):
+        match = links.check_path(path, anchor_list, now)
+        return _result(path, match.anchor, "edgetrust")
+    anchor = _cryptography_validate(path, anchor_list, now)
+    # Rules cryptography does not apply (keyCertSign, a CA leaf against pathLen); it already
+    # checked signatures, validity and critical extensions.
+    links.check_constraints(path, anchor if isinstance(anchor, x509.Certificate) else None)
+    return _result(path, anchor, "cryptography")
+
+
+def order_chain(certificates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """Order certificates leaf first by issuer/subject name; :class:`NameChainingError` if they
+    do not form exactly one chain (duplicates are dropped)."""
+    unique: list[x509.Certificate] = []
+    for certificate in certificates:
+        if not any(certificate == u for u in unique):
+            unique.append(certificate)
+    if not unique:
+        raise CertificateError("no certificates to validate (only trust anchors were given)")
+    # x509.Name equality is slow (about 1 us); compare only names whose hashes match.
+    subjects = [c.subject for c in unique]
+    issuers = [c.issuer for c in unique]
+    by_hash: dict[int, list[int]] = {}
+    for index, subject in enumerate(subjects):
+        by_hash.setdefault(hash(subject), []).append(index)
+    parents: list[list[int]] = [
+        [j for j in by_hash.get(hash(issuer), ()) if j != i and subjects[j] == issuer]
+        for i, issuer in enumerate(issuers)
+    ]
+    has_child = {j for candidates in parents for j in candidates}
+    leaves = [i for i in range(len(unique)) if i not in has_child]
+    if len(leaves) != 1:
+        if not leaves:
+            raise NameChainingError("the certificates' issuer names form a cycle")
+        raise NameChainingError(
+            "the certificates do not form one chain: "
+            + ", ".join(links.describe(unique[i]) for i in leaves)
+            + " each issue nothing in the set (an issuer name does not match the subject above)"
+        )
+    order = [leaves[0]]
+    while True:
+        current = order[-1]
+        above = [j for j in parents[current] if j not in order]
+        if not above:
+            break
+        if len(above) > 1:
+            raise NameChainingError(
+                f"{len(above)} certificates are named {links.name_text(issuers[current])}, "
+                f"the issuer of {links.describe(unique[current])}"
+            )
+        order.append(above[0])
+    if len(order) != len(unique):
+        stray = [links.describe(c) for i, c in enumerate(unique) if i not in order]
+        raise NameChainingError(
+            f"not on the chain of {links.describe(unique[order[0]])}: {', '.join(stray)}"
+        )
+    return [unique[i] for i in order]
+
+
+def dice_extensions(certificate: x509.Certificate) -> DiceExtensions:
+    """Decode the DICE extensions of ``certificate``; :class:`DiceExtensionError` if malformed."""
+    found: dict[x509.ObjectIdentifier, Any] = {}
+    for extension in links.extensions(certificate):
+        decode = _DECODERS.get(extension.oid)
+        if decode is not None:
+            found[extension.oid] = decode(_raw(extension))
+    tcb: TcbInfo | None = found.get(TCB_INFO_OID)
+    multi: MultiTcbInfo | None = found.get(MULTI_TCB_INFO_OID)
+    ueid: Ueid | None = found.get(UEID_OID)
+    open_dice: OpenDiceInput | None = found.get(OPEN_DICE_INPUT_OID)
+    tcb_info = ((tcb,) if tcb is not None else ()) + (multi.entries if multi is not None else ())
+    return DiceExtensions(tcb_info=tcb_info, multi_tcb_info=multi, ueid=ueid, open_dice=open_dice)
+
+
+def _result(
+    path: Sequence[x509.Certificate], anchor: TrustAnchor, validator: str
+) -> ValidatedChain:
+    entries = tuple(ChainEntry(certificate=c, dice=dice_extensions(c)) for c in path)
+    return ValidatedChain(entries=entries, anchor=anchor, validator=validator)
+
+
+def _cryptography_validate(
+    path: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], now: datetime
+) -> TrustAnchor:
+    """Run cryptography's validator; return the anchor it chained to, or raise precisely."""
+    top = path[-1]
+    store_certs: list[x509.Certificate] = []
+    origin: dict[x509.Certificate, TrustAnchor] = {}
+    for anchor in anchors:
+        if isinstance(anchor, x509.Certificate):
+            if anchor.subject == top.issuer:
+                store_certs.append(anchor)
+                origin[anchor] = anchor
+        elif isinstance(anchor, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            stand_in = _anchor_certificate(_spki(anchor), top.issuer)
+            store_certs.append(stand_in)
+            origin[stand_in] = anchor
+    if not store_certs:
+        links.select_anchor(top, anchors)  # raises the precise UntrustedAnchorError
+        raise UntrustedAnchorError(f"no trust anchor for {links.describe(top)}")
+    verifier = (
+        PolicyBuilder()
+        .store(Store(store_certs))
+        .time(now)
+        .max_chain_depth(max(8, len(path) + 1))
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+        .build_client_verifier()
+    )
+    try:
+        verified = verifier.verify(path[0], list(path[1:]))
+    except VerificationError as e:
+        links.check_path(path, anchors, now)  # the precise reason, if our rules see it
+        raise _translate(e) from e
+    chain = verified.chain
+    if list(chain[:-1]) != list(path) or chain[-1] not in origin:
+        raise CertificateError("cryptography's validator built a different path than the names")
+    return origin[chain[-1]]
+
+
+def _translate(error: VerificationError) -> CertificateError | SignatureError | AlgorithmError:
+    """Map a VerificationError our own rules did not explain to the closest precise error."""
+    message = str(error).split(" (encountered processing", 1)[0]
+    message = message.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+    text = f"path validation failed: {message}"
+    lowered = message.lower()
+    if "signature" in lowered and "match" in lowered:
+        return SignatureError(text)
+    if "not valid at validation time" in lowered:
+        return ValidityError(text)
+    if "path length" in lowered or "basicconstraints" in lowered or "keyusage" in lowered:
+        return BasicConstraintsError(text)
+    if "critical extension" in lowered:
+        return UnknownCriticalExtensionError(text)
+    if "forbidden" in lowered and "algorithm" in lowered:
+        return AlgorithmError(text)
+    if "no interior errors" in lowered:
+        return UntrustedAnchorError(text)
+    return CertificateError(text)
+
+
+def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
+    if isinstance(anchors, x509.Certificate):
+        raise ConfigError("anchors must be a sequence of certificates or public keys")
+    anchor_list = list(anchors)
+    if not anchor_list:
+        raise UntrustedAnchorError("no trust anchors configured")
+    for anchor in anchor_list:
+        if not isinstance(
+            anchor,
+            x509.Certificate
+            | ec.EllipticCurvePublicKey
+            | ed25519.Ed25519PublicKey
+            | rsa.RSAPublicKey,
+        ):
+            raise ConfigError(f"not a trust anchor: {type(anchor).__name__}")
+    return anchor_list
+
+
+def _utc(now: datetime) -> datetime:
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise ConfigError("now must be a timezone-aware datetime")
+    return now.astimezone(UTC)
+
+
+def _is_edwards(certificate: x509.Certificate) -> bool:
+    return (
+        certificate.public_key_algorithm_oid in _EDWARDS
+        or certificate.signature_algorithm_oid in _EDWARDS
+    )
+
+
+def _raw(extension: x509.Extension[x509.ExtensionType]) -> bytes:
+    value = extension.value
+    if isinstance(value, x509.UnrecognizedExtension):
+        return value.value
+    return value.public_bytes()
+
+
+def _spki(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _anchor_certificate(spki: bytes, name: x509.Name) -> x509.Certificate:
+    """An in-memory anchor certificate for a bare-key trust anchor (see the module doc)."""
+    key = serialization.load_der_public_key(spki)
+    start = datetime(1950, 1, 1, tzinfo=UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key)  # type: ignore[arg-type]
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=365 * 8049))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    )
+    return builder.sign(_stand_in_signer(), hashes.SHA256())
+
+
+@functools.cache
+def _stand_in_signer() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())

@@ -1,0 +1,249 @@
+"""The path rules edgetrust applies link by link (RFC 5280 section 6.1 basics, DICE-strict).
+
+Used on their own for chains cryptography's validator refuses to handle (Ed25519: Open DICE),
+and as the diagnosis when cryptography rejects a P-256/P-384 chain, so that both kinds of chain
+fail with the same error for the same defect. Pure: no I/O, ``now`` is a parameter.
+
+The checks run in this order, and the first failure wins (``check_path``):
+
+1. trust anchor: which anchor signed the top certificate (:func:`select_anchor`);
+2. signatures, from the anchor down to the leaf -> ``SignatureError``;
+3. validity at ``now`` of every certificate, anchor certificate included -> ``ExpiredError`` /
+   ``NotYetValidError``;
+4. basicConstraints / keyUsage / pathLen of every issuer -> ``BasicConstraintsError``;
+5. critical extensions we do not understand -> ``UnknownCriticalExtensionError``.
+
+Name chaining is established before any of these, when the certificates are put in order.
+
+Stricter than RFC 5280 in one respect, on purpose: a certificate with ``cA`` TRUE counts against
+its issuers' pathLen even when it is the leaf. In a DICE chain a CA leaf exists to certify the
+next layer, which would break the constraint anyway; a pathLen-0 root signing CA certificates
+(the Project Cerberus test root) is therefore refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from edgetrust.certs.dice_ext import DICE_EXTENSION_OIDS
+from edgetrust.certs.keys import PublicKey, certificate_public_key, verify_certificate_signature
+from edgetrust.certs.loading import TrustAnchor
+from edgetrust.errors import (
+    BasicConstraintsError,
+    CertificateError,
+    ExpiredError,
+    NotYetValidError,
+    SignatureError,
+    UnknownCriticalExtensionError,
+    UntrustedAnchorError,
+)
+
+__all__ = [
+    "UNDERSTOOD_CRITICAL_EXTENSIONS",
+    "check_constraints",
+    "check_critical_extensions",
+    "check_path",
+    "check_signatures",
+    "check_validity",
+    "describe",
+    "extensions",
+    "name_text",
+    "select_anchor",
+]
+
+#: Critical extensions edgetrust understands. Anything else marked critical is refused: name
+#: constraints and certificate policies are not processed here, so they may not be critical.
+UNDERSTOOD_CRITICAL_EXTENSIONS: Final = frozenset(
+    {
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        *DICE_EXTENSION_OIDS,
+    }
+)
+
+
+_ATTRIBUTE_NAMES: Final = {NameOID.SERIAL_NUMBER: "serialNumber"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnchorMatch:
+    """The trust anchor that signed the top certificate of a path."""
+
+    anchor: TrustAnchor
+    public_key: PublicKey
+    certificate: x509.Certificate | None
+
+
+def check_path(
+    path: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], now: datetime
+) -> AnchorMatch:
+    """Every rule, in the documented order, on ``path`` (leaf first, names already chained)."""
+    match = select_anchor(path[-1], anchors)
+    check_signatures(path)
+    check_validity(path, match.certificate, now)
+    check_constraints(path, match.certificate)
+    check_critical_extensions(path)
+    return match
+
+
+def select_anchor(top: x509.Certificate, anchors: Sequence[TrustAnchor]) -> AnchorMatch:
+    """The anchor whose key verifies ``top``'s signature.
+
+    Certificate anchors are candidates when their subject is ``top``'s issuer; bare-key anchors
+    always are. When a certificate anchor has the right name but its key does not verify the
+    signature, that is a :class:`SignatureError` (the issuer is identified, the signature is
+    wrong); when no anchor has the name and no bare key verifies, :class:`UntrustedAnchorError`.
+    """
+    named = [a for a in anchors if isinstance(a, x509.Certificate) and a.subject == top.issuer]
+    keys = [a for a in anchors if not isinstance(a, x509.Certificate)]
+    failure: SignatureError | None = None
+    for anchor in named:
+        key = certificate_public_key(anchor)
+        try:
+            verify_certificate_signature(top, key)
+        except SignatureError as e:
+            failure = failure or e
+            continue
+        return AnchorMatch(anchor=anchor, public_key=key, certificate=anchor)
+    for key in keys:
+        try:
+            verify_certificate_signature(top, key)
+        except SignatureError:
+            continue
+        return AnchorMatch(anchor=key, public_key=key, certificate=None)
+    if failure is not None:
+        raise SignatureError(
+            f"{describe(top)} names trust anchor {name_text(top.issuer)} as its issuer "
+            f"but is not signed by its key"
+        ) from failure
+    if top.issuer == top.subject:
+        raise UntrustedAnchorError(
+            f"the chain ends at self-signed {describe(top)}, which is not a trust anchor"
+        )
+    raise UntrustedAnchorError(
+        f"no trust anchor issued {describe(top)}: none is named "
+        f"{name_text(top.issuer) or '(empty)'} and no anchor key verifies its signature"
+    )
+
+
+def check_signatures(path: Sequence[x509.Certificate]) -> None:
+    """Each certificate below the top is signed by the key of the one above it."""
+    for index in range(len(path) - 2, -1, -1):
+        issuer = path[index + 1]
+        try:
+            verify_certificate_signature(path[index], certificate_public_key(issuer))
+        except SignatureError as e:
+            raise SignatureError(
+                f"the signature of {describe(path[index])} does not verify with the key of "
+                f"its issuer {describe(issuer)}"
+            ) from e
+
+
+def check_validity(
+    path: Sequence[x509.Certificate], anchor: x509.Certificate | None, now: datetime
+) -> None:
+    """Every certificate (and the anchor certificate) is valid at ``now``."""
+    for certificate in [*([anchor] if anchor is not None else []), *reversed(path)]:
+        if now < certificate.not_valid_before_utc:
+            raise NotYetValidError(
+                f"{describe(certificate)} is not valid before "
+                f"{certificate.not_valid_before_utc.isoformat()} (checked at {now.isoformat()})"
+            )
+        if now > certificate.not_valid_after_utc:
+            raise ExpiredError(
+                f"{describe(certificate)} expired at "
+                f"{certificate.not_valid_after_utc.isoformat()} (checked at {now.isoformat()})"
+            )
+
+
+def check_constraints(path: Sequence[x509.Certificate], anchor: x509.Certificate | None) -> None:
+    """basicConstraints cA, keyUsage keyCertSign and pathLen of every issuer.
+
+    Issuers are every certificate above the leaf, plus the anchor when it is a certificate.
+    pathLen counts the certificates with ``cA`` TRUE below the issuer, a CA leaf included.
+    """
+    issuers: list[tuple[int, x509.Certificate]] = [(i, path[i]) for i in range(1, len(path))]
+    if anchor is not None:
+        issuers.append((len(path), anchor))
+    found = [_constraints(c) for c in path]
+    if anchor is not None:
+        found.append(_constraints(anchor))
+    ca_flags = [bc for bc, _ in found]
+    for position, issuer in issuers:
+        constraints, usage = found[position]
+        issued = path[position - 1]
+        if constraints is None or not constraints.ca:
+            raise BasicConstraintsError(
+                f"{describe(issuer)} issued {describe(issued)} but is not a CA "
+                f"(basicConstraints cA is {'absent' if constraints is None else 'FALSE'})"
+            )
+        if usage is not None and not usage.key_cert_sign:
+            raise BasicConstraintsError(
+                f"{describe(issuer)} issued {describe(issued)} but its keyUsage lacks keyCertSign"
+            )
+        if constraints.path_length is not None:
+            below = sum(
+                1
+                for j in range(position)
+                if (bc := ca_flags[j]) is not None
+                and bc.ca
+                and path[j].subject != path[j].issuer  # self-issued certificates do not count
+            )
+            if below > constraints.path_length:
+                raise BasicConstraintsError(
+                    f"{describe(issuer)} has pathLen {constraints.path_length} but {below} CA "
+                    f"certificate(s) follow it (a CA leaf counts: it certifies the next layer)"
+                )
+
+
+def check_critical_extensions(path: Sequence[x509.Certificate]) -> None:
+    for certificate in path:
+        for extension in extensions(certificate):
+            if extension.critical and extension.oid not in UNDERSTOOD_CRITICAL_EXTENSIONS:
+                raise UnknownCriticalExtensionError(
+                    f"{describe(certificate)} carries critical extension "
+                    f"{extension.oid.dotted_string}, which edgetrust does not process"
+                )
+
+
+def describe(certificate: x509.Certificate) -> str:
+    """How errors name a certificate: its subject (or serial when the subject is empty)."""
+    return name_text(certificate.subject) or f"serial {certificate.serial_number:x}"
+
+
+def name_text(name: x509.Name) -> str:
+    """RFC 4514 text of a name, with ``serialNumber`` spelled out (Open DICE subjects use it)."""
+    return name.rfc4514_string(_ATTRIBUTE_NAMES)
+
+
+def extensions(certificate: x509.Certificate) -> x509.Extensions:
+    """The parsed extensions; :class:`CertificateError` when cryptography cannot parse them."""
+    try:
+        return certificate.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+        raise CertificateError(f"{describe(certificate)} has malformed extensions: {e}") from e
+
+
+def _constraints(
+    certificate: x509.Certificate,
+) -> tuple[x509.BasicConstraints | None, x509.KeyUsage | None]:
+    """basicConstraints and keyUsage of a certificate, in one pass over its extensions."""
+    constraints: x509.BasicConstraints | None = None
+    usage: x509.KeyUsage | None = None
+    for extension in extensions(certificate):
+        value = extension.value
+        if isinstance(value, x509.BasicConstraints):
+            constraints = value
+        elif isinstance(value, x509.KeyUsage):
+            usage = value
+    return constraints, usage
