@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
-from PIL import Image
 
 from edgetrust.cli.reporting import emit_json, fail
 from edgetrust.errors import Error
@@ -21,13 +19,13 @@ from edgetrust.offload.evaluation import evaluate, plot_accuracy_latency
 from edgetrust.offload.images import ImageInput
 from edgetrust.offload.models import (
     DEFAULT_MODEL,
-    SAMPLES_DIR,
     Catalog,
     ModelSpec,
     Precision,
     bundled_catalog,
     digits_test_split,
     load_catalog,
+    photo_crops,
 )
 from edgetrust.offload.runtime import InferenceBackend, RuntimeSettings
 
@@ -151,24 +149,5 @@ def _dataset(spec: ModelSpec, limit: int | None) -> tuple[list[ImageInput], list
         images, labels = digits_test_split()
         n = limit or len(images)
         return list(images[:n]), [str(y) for y in labels[:n]], "digits test split"
-    crops = _photo_crops(limit or 48)
-    return list(crops), None, "crops of the sample photographs (no ground truth)"
-
-
-def _photo_crops(count: int) -> list[ImageInput]:
-    """Deterministic square crops of the committed photographs."""
-    photos: list[Image.Image] = []
-    for path in sorted(SAMPLES_DIR.glob("photo-*.jpg")):
-        with Image.open(path) as opened:
-            photos.append(opened.convert("RGB"))
-    if not photos:
-        fail(f"no sample photographs in {SAMPLES_DIR}")
-    rng = np.random.default_rng(0)
-    crops: list[ImageInput] = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        w, h = photo.size
-        side = int(rng.integers(min(w, h) // 3, min(w, h) + 1))
-        left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-        crops.append(np.asarray(photo.crop((left, top, left + side, top + side))))
-    return crops
+    crops: list[ImageInput] = list(photo_crops(limit or 48))
+    return crops, None, "crops of the sample photographs (no ground truth)"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from edgetrust.errors import ConfigError, InvalidRequestError
 from edgetrust.offload.images import Preprocessing
@@ -52,6 +53,7 @@ __all__ = [
     "load_backend",
     "load_catalog",
     "load_model",
+    "photo_crops",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -253,6 +255,32 @@ def digits_test_split() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     except (OSError, KeyError, ValueError) as e:
         raise ConfigError(f"cannot read the digits test split {path}: {e}") from e
     return images, labels
+
+
+def photo_crops(count: int, *, seed: int = 0) -> list[npt.NDArray[np.uint8]]:
+    """Deterministic square crops (uint8 RGB arrays) of the committed sample photographs.
+
+    There is no labelled ImageNet data here: these crops serve the int8-vs-fp32 agreement of the
+    224x224 models (no ground truth).
+    """
+    photos: list[npt.NDArray[np.uint8]] = []
+    for path in sorted(SAMPLES_DIR.glob("photo-*.jpg")):
+        try:
+            with Image.open(path) as opened:
+                photos.append(np.asarray(opened.convert("RGB")))
+        except OSError as e:
+            raise ConfigError(f"cannot read sample photograph {path}: {e}") from e
+    if not photos:
+        raise ConfigError(f"no sample photographs in {SAMPLES_DIR}")
+    rng = np.random.default_rng(seed)
+    crops: list[npt.NDArray[np.uint8]] = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(w, h) // 3, min(w, h) + 1))
+        left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        crops.append(np.ascontiguousarray(photo[top : top + side, left : left + side]))
+    return crops
 
 
 # -- manifest parsing ----------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def test_eval_remote_without_an_agent_is_a_one_line_error(monkeypatch: pytest.Mo
         monkeypatch.delenv(name, raising=False)
     code, _, err = _run("eval", "--remote", "--limit", "2")
     assert code == 2
-    assert err.startswith("error: backend 'remote' needs an agent address")
+    assert err.startswith("error: ")
+    assert "agent" in err
 
 
 def test_eval_remote_with_a_missing_config_is_a_one_line_error() -> None:

@@ -218,3 +218,16 @@ def test_labels_file_with_wrong_hash_is_a_config_error(catalog_dir: Path) -> Non
     path = _write(catalog_dir, mutate)
     with pytest.raises(ConfigError, match="does not match its SHA-256"):
         load_catalog(path)
+
+
+def test_photo_crops_are_deterministic_rgb_squares() -> None:
+    from edgetrust.offload.models import photo_crops
+
+    first, second = photo_crops(6), photo_crops(6)
+    assert len(first) == 6
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.uint8
+        assert a.ndim == 3
+        assert a.shape[0] == a.shape[1]
+        assert a.shape[2] == 3
