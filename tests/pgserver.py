@@ -39,7 +39,7 @@ ENV_URL = "EDGETRUST_TEST_PG_URL"
 READY_TIMEOUT_S = 30.0
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailableError(RuntimeError):
     """The test PostgreSQL server could not be found or started (a clear, actionable message)."""
 
 
@@ -53,7 +53,7 @@ def find_bindir() -> Path:
     )
     bindir = Path(proc.stdout.strip()) if proc.returncode == 0 else None
     if bindir is None or not (bindir / "initdb").is_file() or not (bindir / "postgres").is_file():
-        raise PostgresUnavailable(
+        raise PostgresUnavailableError(
             "no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin and PATH); "
             "run `bash scripts/pg.sh install` (or `bash scripts/setup.sh --dev`), "
             f"or set {ENV_URL} to an existing server"
@@ -84,7 +84,6 @@ class PostgresServer:
     datadir: Path | None = None
     bindir: Path | None = None
     run_as: str | None = None
-    _template: str | None = field(default=None, init=False)
     _counter: int = field(default=0, init=False)
 
     # ---------------------------------------------------------------------- start / stop
@@ -97,7 +96,9 @@ class PostgresServer:
             try:
                 psycopg.connect(url, connect_timeout=10).close()
             except psycopg.Error as e:
-                raise PostgresUnavailable(f"{ENV_URL} is set but the server refuses: {e}") from e
+                raise PostgresUnavailableError(
+                    f"{ENV_URL} is set but the server refuses: {e}"
+                ) from e
             return cls(admin_url=url)
         return cls._start_private(find_bindir())
 
@@ -109,7 +110,7 @@ class PostgresServer:
             try:
                 pw = pwd.getpwnam(run_as)
             except KeyError as e:
-                raise PostgresUnavailable(
+                raise PostgresUnavailableError(
                     "running as root but there is no 'postgres' OS user to run the server as "
                     "(Debian's postgresql package creates it; `bash scripts/pg.sh install`)"
                 ) from e
@@ -164,20 +165,21 @@ class PostgresServer:
                         ),
                         "start",
                     )
-                except PostgresUnavailable as e:
+                except PostgresUnavailableError as e:
                     last_error = str(e)
                     continue
                 server.admin_url = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
                 server._wait_ready()
                 return server
-            raise PostgresUnavailable(f"PostgreSQL did not start: {last_error}")
         except BaseException:
             server.stop()
             raise
+        server.stop()
+        raise PostgresUnavailableError(f"PostgreSQL did not start: {last_error}")
 
     def _run(self, tool: str, *args: str) -> None:
         if self.bindir is None:  # pragma: no cover - external servers are not managed
-            raise PostgresUnavailable("not a private server")
+            raise PostgresUnavailableError("not a private server")
         cmd = [str(self.bindir / tool), *args]
         if self.run_as is not None:
             cmd = ["runuser", "-u", self.run_as, "--", *cmd]
@@ -188,7 +190,7 @@ class PostgresServer:
             log = ""
             if self.datadir is not None and (self.datadir / "server.log").exists():
                 log = (self.datadir / "server.log").read_text(errors="replace")[-2000:]
-            raise PostgresUnavailable(
+            raise PostgresUnavailableError(
                 f"{tool} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]} {log}"
             )
 
@@ -199,7 +201,7 @@ class PostgresServer:
                 psycopg.connect(self.admin_url, connect_timeout=5).close()
             except psycopg.OperationalError as e:
                 if time.monotonic() > deadline:
-                    raise PostgresUnavailable(f"PostgreSQL never became ready: {e}") from e
+                    raise PostgresUnavailableError(f"PostgreSQL never became ready: {e}") from e
                 time.sleep(0.1)
             else:
                 return
@@ -210,7 +212,7 @@ class PostgresServer:
             return
         pgdata = self.datadir / "data"
         if (pgdata / "postmaster.pid").exists():
-            with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired):
+            with contextlib.suppress(PostgresUnavailableError, subprocess.TimeoutExpired):
                 self._run("pg_ctl", "-D", str(pgdata), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.datadir, ignore_errors=True)
         self.datadir = None
@@ -231,6 +233,11 @@ class PostgresServer:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(query)
         return _sqlalchemy_url(self._url_for(name))
+
+    @staticmethod
+    def libpq_url(url: str) -> str:
+        """A SQLAlchemy ``postgresql+psycopg://`` URL as a libpq URL (for psycopg.connect)."""
+        return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     def drop_database(self, url: str) -> None:
         name = url.rpartition("/")[2]

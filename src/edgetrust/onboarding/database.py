@@ -155,11 +155,11 @@ class Database:
             raise ConfigError(f"the directory of the registry database does not exist: {path}")
 
         def work(conn: Connection) -> None:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
-            if not conn.dialect.has_table(conn, "schema_meta") and not create:
-                raise ConfigError(f"no edgetrust registry in database {self.url}")
-            if create:
+            if not conn.dialect.has_table(conn, "schema_meta"):
+                if not create:
+                    raise ConfigError(f"no edgetrust registry in database {self.url}")
+                if self.dialect == "postgresql":  # replicas starting together: one creates
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
                 s.metadata.create_all(conn, checkfirst=True)
                 for ddl in s.append_only_ddl(self.dialect):
                     conn.execute(text(ddl))
@@ -167,6 +167,8 @@ class Database:
             version = conn.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")
             ).scalar_one_or_none()
+            if version is None and not create:
+                raise ConfigError(f"no edgetrust registry in database {self.url} (no version)")
             if version is None:
                 conn.execute(
                     meta.insert().values(key="schema_version", value=str(s.SCHEMA_VERSION))
@@ -178,7 +180,10 @@ class Database:
                     hint="upgrade edgetrust",
                 )
 
-        self.write(work)
+        if create:
+            self.write(work)
+        else:
+            self.read(work)
 
     # ------------------------------------------------------------------ transactions
 
