@@ -42,7 +42,9 @@ Fields:
   ``1``. A newer version is refused rather than half-understood.
 * ``products[].product`` (required): the product name. The evidence's ``hwmodel`` claim (bytes)
   selects the product: by default it is the UTF-8 encoding of the name; ``hwmodel`` (hex) overrides.
-* ``products[].oemid`` (optional, hex): when given, the evidence's ``oemid`` must equal it.
+* ``products[].oemid`` (optional): when given, the evidence's ``oemid`` must equal it: a hex
+  string for an IEEE OUI (3 bytes) or random OEM ID (16 bytes), an integer for an IANA Private
+  Enterprise Number (RFC 9711 section 4.2.3).
 * ``products[].svn_min`` (optional): layer name -> minimum SVN (integer >= 0). It lives at product
   level because rollback protection spans firmware versions: raising a minimum retires every older
   version at once. A layer without a minimum accepts any SVN.
@@ -74,7 +76,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,16 +84,16 @@ from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from edgetrust.errors import ConfigError
+from edgetrust.certs.loading import TrustAnchor, load_trust_anchors
+from edgetrust.errors import ConfigError, EvidenceError
 
 REFERENCE_FORMAT = "edgetrust-reference-values"
 ENDORSEMENT_FORMAT = "edgetrust-endorsements"
 FORMAT_VERSION = 1
 
 #: A trust anchor: a manufacturer certificate or a bare public key.
-Anchor: TypeAlias = x509.Certificate | PublicKeyTypes
+Anchor: TypeAlias = TrustAnchor
 
 
 class DigestAlgorithm(StrEnum):
@@ -214,7 +215,7 @@ class ProductReference:
     product: str
     firmware: tuple[FirmwareReference, ...]
     hwmodel: bytes = b""
-    oemid: bytes | None = None
+    oemid: bytes | int | None = None
     svn_min: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -360,25 +361,15 @@ class EndorsementBundle:
 
 # ---- trust anchors ----------------------------------------------------------------------------
 
-_PEM_BLOCK = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL | re.ASCII
-)
-
 
 def parse_anchors(pem: str) -> tuple[Anchor, ...]:
     """Certificates and public keys from concatenated PEM blocks; at least one is required."""
-    anchors: list[Anchor] = []
-    for match in _PEM_BLOCK.finditer(pem):
-        label, block = match.group(1), match.group(0).encode("ascii")
-        try:
-            if label == "CERTIFICATE":
-                anchors.append(x509.load_pem_x509_certificate(block))
-            elif label == "PUBLIC KEY":
-                anchors.append(serialization.load_pem_public_key(block))
-            else:
-                raise ConfigError(f"trust anchors: unsupported PEM block {label!r}")
-        except ValueError as e:
-            raise ConfigError(f"trust anchors: {label} block does not parse: {e}") from e
+    if "-----BEGIN" not in pem:
+        raise ConfigError("trust anchors: no CERTIFICATE or PUBLIC KEY PEM block found")
+    try:
+        anchors = load_trust_anchors(pem.encode("utf-8"))
+    except EvidenceError as e:
+        raise ConfigError(f"trust anchors: {e.message}") from e
     if not anchors:
         raise ConfigError("trust anchors: no CERTIFICATE or PUBLIC KEY PEM block found")
     return tuple(anchors)
@@ -574,18 +565,29 @@ def _product_from(data: object, path: str) -> ProductReference:
     return ProductReference(
         product=obj.text("product"),
         hwmodel=obj.hexbytes("hwmodel") or b"",
-        oemid=obj.hexbytes("oemid"),
+        oemid=_oemid(obj),
         svn_min=svn_min,
         firmware=firmware,
     )
+
+
+def _oemid(obj: _Obj) -> bytes | int | None:
+    value = obj.data.get("oemid")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{obj.path}.oemid: a Private Enterprise Number is >= 0")
+        return value
+    return obj.hexbytes("oemid")
 
 
 def _product_to_dict(product: ProductReference) -> dict[str, Any]:
     out: dict[str, Any] = {"product": product.product}
     if product.hwmodel != product.product.encode("utf-8"):
         out["hwmodel"] = product.hwmodel.hex()
-    if product.oemid is not None:
+    if isinstance(product.oemid, bytes):
         out["oemid"] = product.oemid.hex()
+    elif product.oemid is not None:
+        out["oemid"] = product.oemid
     if product.svn_min:
         out["svn_min"] = dict(product.svn_min)
     out["firmware"] = [

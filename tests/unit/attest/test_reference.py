@@ -286,7 +286,7 @@ def test_endorsement_bundle_rejects_missing_anchors() -> None:
 
 def test_anchor_garbage_pem_block() -> None:
     pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-    with pytest.raises(ConfigError, match="CERTIFICATE block does not parse"):
+    with pytest.raises(ConfigError, match="trust anchors: not a valid certificate"):
         parse_anchors(pem)
 
 
@@ -297,5 +297,16 @@ def test_anchor_private_key_refused() -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    with pytest.raises(ConfigError, match="unsupported PEM block 'PRIVATE KEY'"):
+    with pytest.raises(ConfigError, match="must be a CERTIFICATE or PUBLIC KEY, not PRIVATE KEY"):
         parse_anchors(pem)
+
+
+def test_oemid_as_private_enterprise_number() -> None:
+    doc = _mutated(["products", 0, "oemid"], 32473)
+    refs = ReferenceValues.from_dict(doc)
+    product = refs.product_named("edgetrust-sim")
+    assert product is not None
+    assert product.oemid == 32473
+    assert ReferenceValues.from_json(refs.to_json()) == refs
+    with pytest.raises(ConfigError, match="Private Enterprise Number"):
+        ReferenceValues.from_dict(_mutated(["products", 0, "oemid"], -1))
