@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -48,13 +47,17 @@ from edgetrust.errors import (
     StoreError,
     UnsupportedSchemeError,
 )
+from edgetrust.onboarding.attestation import (
+    AttestationOutcome,
+    AttestationRequest,
+)
+from edgetrust.onboarding.nonces import Challenge
+from edgetrust.onboarding.records import RevocationEvent, RevocationKind
 
 __all__ = [
     "EAR_METADATA_KEY",
     "AttestationCore",
-    "AttestationOutcome",
-    "AttestationRequest",
-    "Challenge",
+    "FeedSettings",
     "Metrics",
     "RequestLimits",
     "ServerTLS",
@@ -89,53 +92,14 @@ class RequestLimits:
     max_csr_bytes: int = 4 * 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Challenge:
-    """A single-use nonce handed to a device for one attestation session."""
-
-    session_id: str
-    nonce: bytes
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttestationRequest:
-    """An Attest call after syntactic decoding: certificates and CSR parsed, sizes bounded."""
-
-    session_id: str
-    chain: tuple[x509.Certificate, ...]
-    evidence: bytes
-    media_type: str
-    csr: x509.CertificateSigningRequest
-    peer: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttestationOutcome:
-    """What the core decided. ``certificate`` is set if and only if the result is affirming."""
-
-    ear: bytes
-    tier: str
-    reasons: tuple[str, ...] = ()
-    ueid: bytes | None = None
-    certificate: x509.Certificate | None = None
-    certificate_chain: tuple[x509.Certificate, ...] = ()
-
-    @property
-    def affirmed(self) -> bool:
-        return self.certificate is not None
-
-
 class AttestationCore(Protocol):
     """The verifier's decisions, independent of gRPC."""
 
     def challenge(self, *, device_hint: str) -> Challenge: ...
 
-    def check_media_type(self, media_type: str) -> None:
-        """Raise :class:`UnsupportedSchemeError` for a media type no scheme handles."""
+    def attest(self, request: AttestationRequest) -> AttestationOutcome:
+        """Decide; raise a MalformedError subclass (before storing anything) for bad input."""
         ...
-
-    def attest(self, request: AttestationRequest) -> AttestationOutcome: ...
 
 
 class RevocationSource(Protocol):
@@ -143,7 +107,9 @@ class RevocationSource(Protocol):
 
     def revocation_head(self) -> int: ...
 
-    def revocations_since(self, after_seq: int, *, limit: int = ...) -> Sequence[Any]: ...
+    def revocations_since(
+        self, after_seq: int, *, limit: int = ...
+    ) -> Sequence[RevocationEvent]: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,7 +257,6 @@ class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[mis
         session = str(request.session_id)[:64]
         try:
             decoded = decode_attest_request(request, self._limits, peer=peer)
-            self._core.check_media_type(decoded.media_type)
         except Error as e:
             code = _status_for(e)
             self._metrics.bump("attest_malformed")
@@ -414,7 +379,7 @@ class _RevocationsServicer(revocation_pb2_grpc.RevocationsServicer):  # type: ig
             except StoreError as e:
                 _abort(context, grpc.StatusCode.UNAVAILABLE, e.message)
             for row in rows:
-                after = max(after, int(row.seq))
+                after = max(after, row.seq)
                 yield _revocation_event(row)
                 last_sent = time.monotonic()
             if len(rows) >= settings.batch:
@@ -429,22 +394,19 @@ class _RevocationsServicer(revocation_pb2_grpc.RevocationsServicer):  # type: ig
             self._stopping.wait(settings.poll_interval_s)
 
 
-def _revocation_event(row: Any) -> Any:
+def _revocation_event(event: RevocationEvent) -> Any:
     kind = (
         revocation_pb2.REVOCATION_KIND_CERTIFICATE
-        if getattr(row, "serial", None) is not None
+        if event.kind is RevocationKind.CERTIFICATE
         else revocation_pb2.REVOCATION_KIND_DEVICE
     )
-    ueid: bytes | None = getattr(row, "ueid", None)
-    serial: int | None = getattr(row, "serial", None)
-    revoked_at: datetime | None = getattr(row, "revoked_at", None)
     return revocation_pb2.RevocationEvent(
-        seq=int(row.seq),
+        seq=event.seq,
         kind=kind,
-        ueid_hex=ueid.hex() if ueid else "",
-        serial_hex=format(serial, "x") if serial is not None else "",
-        reason=str(getattr(row, "reason", "") or ""),
-        revoked_at_unix_ms=int(revoked_at.timestamp() * 1000) if revoked_at else 0,
+        ueid_hex=event.ueid.hex(),
+        serial_hex=event.serial_hex or "",
+        reason=event.reason,
+        revoked_at_unix_ms=int(event.revoked_at.timestamp() * 1000),
     )
 
 
