@@ -51,6 +51,7 @@ are transcribed from the specifications, not from any implementation:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -188,6 +189,8 @@ DECODE_ERRORS: Final = (
 )
 
 _T = TypeVar("_T")
+_PYASN1_TAG: Final = re.compile(r"<TagSet object, tags (\d+):(\d+):(\d+)>")
+_TAG_CLASSES: Final = {0: "universal", 64: "application", 128: "context", 192: "private"}
 
 
 def strict_decode(data: bytes, spec: Any, what: str, convert: Callable[[Any], _T]) -> _T:
@@ -198,19 +201,21 @@ def strict_decode(data: bytes, spec: Any, what: str, convert: Callable[[Any], _T
     """
     try:
         value, rest = der_decoder.decode(data, asn1Spec=spec)
-        canonical = der_encoder.encode(value) if not rest else b""
     except DECODE_ERRORS as e:
         raise DiceExtensionError(f"{what}: malformed DER ({one_line(e)})") from e
     if rest:
         raise DiceExtensionError(f"{what}: {len(rest)} trailing bytes after the DER value")
-    if canonical != data:
-        raise DiceExtensionError(f"{what}: not DER (a BER form, or fields out of order)")
     try:
-        return convert(value)
+        # Convert first: a value that makes no sense gets its own message.
+        result = convert(value)
+        canonical = der_encoder.encode(value)
     except DiceExtensionError:
         raise
     except DECODE_ERRORS as e:
         raise DiceExtensionError(f"{what}: malformed value ({one_line(e)})") from e
+    if canonical != data:
+        raise DiceExtensionError(f"{what}: not DER (a BER form, or fields out of order)")
+    return result
 
 
 def decode_generic(data: bytes) -> Any:
@@ -273,7 +278,14 @@ def as_bytes(data: object, what: str) -> bytes:
 
 
 def one_line(error: BaseException) -> str:
+    """A short, readable message for a pyasn1 (or other) error."""
     message = " ".join(str(error).split())
+    unexpected = _PYASN1_TAG.match(message)
+    if unexpected is not None and " not in asn1Spec" in message:
+        tag_class, form, number = (int(g) for g in unexpected.groups())
+        label = _TAG_CLASSES.get(tag_class, "tag")
+        kind = "constructed" if form else "primitive"
+        return f"unexpected {label} tag {number} ({kind})"
     if len(message) > 100:
         message = message[:97] + "..."
     return message or type(error).__name__

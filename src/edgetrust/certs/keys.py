@@ -57,6 +57,7 @@ _CURVE_HASHES: Final[dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA51
     "secp384r1": hashes.SHA384,
     "secp521r1": hashes.SHA512,
 }
+_MIN_RSA_BITS: Final = 2048
 _CURVE_LABELS: Final = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
@@ -97,8 +98,10 @@ def verify_certificate_signature(certificate: x509.Certificate, key: PublicKey) 
     """Check that ``key`` signed ``certificate``; :class:`SignatureError` otherwise.
 
     Works with a bare key (a trust anchor provisioned as a key) as well as an issuer's key. The
-    signature algorithm named in the certificate must fit the key type.
+    signature algorithm named in the certificate must fit the key type. Keys on other curves
+    than P-256/384/521, and RSA keys under 2048 bits, are an :class:`AlgorithmError`.
     """
+    _check_verification_key(key)
     try:
         params = certificate.signature_algorithm_parameters
         if isinstance(key, ed25519.Ed25519PublicKey):
@@ -135,6 +138,15 @@ def certificate_public_key(certificate: x509.Certificate) -> PublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise AlgorithmError(f"{_subject(certificate)}: unsupported key type {describe_key(key)}")
     return key
+
+
+def _check_verification_key(key: PublicKey) -> None:
+    """The keys we verify with: what cryptography's validator also accepts (NIST curves,
+    RSA >= 2048) plus Ed25519. Anything else is refused, not tried."""
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _CURVE_HASHES:
+        raise AlgorithmError(f"issuer key on curve {key.curve.name} is not accepted")
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
+        raise AlgorithmError(f"issuer key RSA {key.key_size} is below {_MIN_RSA_BITS} bits")
 
 
 def public_key_bytes(key: PublicKey) -> bytes:
