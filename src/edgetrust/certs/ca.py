@@ -270,6 +270,9 @@ def _ca_certificate(
 
 
 def _derived_subject(root: x509.Name, common_name: str) -> x509.Name:
-    """The root's name with its CN replaced (or added)."""
-    kept = [a for a in root if a.oid != NameOID.COMMON_NAME]
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), *kept])
+    """The root's name with its CN replaced in place (or appended as the most specific RDN)."""
+    cn = x509.NameAttribute(NameOID.COMMON_NAME, common_name)
+    attributes = [cn if a.oid == NameOID.COMMON_NAME else a for a in root]
+    if cn not in attributes:
+        attributes.append(cn)
+    return x509.Name(attributes)
