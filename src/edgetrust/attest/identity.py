@@ -33,10 +33,12 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
@@ -55,10 +57,14 @@ from edgetrust.attest.dice import (
     hash_input,
     public_key_bytes,
 )
+from edgetrust.certs.builders import build_alias_certificate
 from edgetrust.certs.dice_ext import FWID, OperationalFlag, OperationalFlags, TcbInfo
 from edgetrust.errors import DiceInputError
 
 __all__ = [
+    "OPEN_DICE_NOT_AFTER",
+    "OPEN_DICE_NOT_BEFORE",
+    "BootedDevice",
     "DerivedLayer",
     "DeviceIdentity",
     "Layer",
@@ -80,6 +86,12 @@ _MODE_FLAGS_MASK: Final = (
     | OperationalFlag.RECOVERY
     | OperationalFlag.DEBUG
 )
+
+#: Open DICE's fixed CDI certificate validity (``src/template_cert_op.c`` / the X.509 KAT):
+#: alias certificates are made at every boot, often before any trusted clock exists, so they do
+#: not expire; their freshness comes from the attestation nonce, not from the dates.
+OPEN_DICE_NOT_BEFORE: Final = datetime(2018, 3, 22, 23, 59, 59, tzinfo=UTC)
+OPEN_DICE_NOT_AFTER: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 #: FWID digest algorithms of alias certificates, strongest last.
 FWID_ALGORITHMS: tuple[str, ...] = ("sha256", "sha384")
@@ -360,3 +372,113 @@ class DeviceIdentity:
                 )
             )
         return tuple(derived)
+
+    def boot(
+        self,
+        layers: Sequence[Layer],
+        device_id_cert: x509.Certificate,
+        *,
+        vendor: str | None = None,
+        intermediates: Sequence[x509.Certificate] = (),
+        leaf_is_ca: bool = False,
+        not_before: datetime = OPEN_DICE_NOT_BEFORE,
+        not_after: datetime = OPEN_DICE_NOT_AFTER,
+    ) -> BootedDevice:
+        """Boot ``layers`` in order and issue an alias certificate for each.
+
+        Layer 1's certificate is signed by the DeviceID key under ``device_id_cert``'s subject,
+        layer n's by layer n-1's alias key. Each carries a critical TcbInfo
+        (:meth:`LayerMeasurement.tcb_info`), the subject key's Open DICE ID as serial number,
+        and pathLen constraints exactly as deep as the layers below it. The last alias
+        certificate is an end entity (digitalSignature: it signs evidence) unless
+        ``leaf_is_ca``. ``intermediates`` (the manufacturer intermediate, if any) are appended
+        to :attr:`BootedDevice.chain` after the DeviceID certificate.
+        """
+        if not isinstance(device_id_cert, x509.Certificate):
+            raise DiceInputError("device_id_cert must be an x509.Certificate")
+        try:
+            certified = public_key_bytes(device_id_cert.public_key())  # type: ignore[arg-type]
+        except (DiceInputError, ValueError, UnsupportedAlgorithm) as e:
+            raise DiceInputError("device_id_cert does not carry an Ed25519 or P-256 key") from e
+        if certified != self.device_id_public_key:
+            raise DiceInputError("device_id_cert certifies another key, not this DeviceID key")
+        derived = self.derive(layers, vendor=vendor)
+        issuer_key: DiceKey = self.device_id_key
+        issuer_name = device_id_cert.subject
+        issuer_key_id = _subject_key_id(device_id_cert)
+        certificates: list[x509.Certificate] = []
+        for position, layer in enumerate(derived):
+            below = len(derived) - position - 1  # alias certificates issued under this one
+            is_ca = below > 0 or leaf_is_ca
+            certificate = build_alias_certificate(
+                subject_key=layer.alias_key,
+                issuer_key=issuer_key,
+                issuer_name=issuer_name,
+                tcb_info=layer.measurement.tcb_info(),
+                is_ca=is_ca,
+                path_length=(below if leaf_is_ca else below - 1) if is_ca else None,
+                not_before=not_before,
+                not_after=not_after,
+                serial=layer.measurement.alias_id,
+                issuer_key_id=issuer_key_id,
+            )
+            certificates.append(certificate)
+            issuer_key = layer.alias_key
+            issuer_name = certificate.subject
+            issuer_key_id = _subject_key_id(certificate)
+        return BootedDevice(
+            device_id_key=self.device_id_key,
+            device_id_certificate=device_id_cert,
+            intermediates=tuple(intermediates),
+            derived=derived,
+            alias_certificates=tuple(certificates),
+        )
+
+
+def _subject_key_id(certificate: x509.Certificate) -> bytes | None:
+    try:
+        return certificate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootedDevice:
+    """A device after boot: every layer's measurement, alias key and alias certificate."""
+
+    device_id_key: DiceKey = field(repr=False)
+    device_id_certificate: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...] = ()
+    derived: tuple[DerivedLayer, ...] = field(repr=False)
+    #: Alias certificates in boot order (layer 1 first).
+    alias_certificates: tuple[x509.Certificate, ...]
+
+    @property
+    def layers(self) -> tuple[LayerMeasurement, ...]:
+        """The measurements of the booted layers, in boot order (for EAT measurements)."""
+        return tuple(d.measurement for d in self.derived)
+
+    @property
+    def leaf_key(self) -> DiceKey:
+        """The last layer's alias private key: it signs the device's evidence."""
+        return self.derived[-1].alias_key
+
+    @property
+    def leaf_certificate(self) -> x509.Certificate:
+        return self.alias_certificates[-1]
+
+    @property
+    def sealing_cdi(self) -> bytes:
+        """The last layer's sealing CDI (stable across code updates of the same authority)."""
+        return self.derived[-1].cdi_seal
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """Leaf first: alias certificates (last layer first), DeviceID, intermediates."""
+        return (
+            *reversed(self.alias_certificates),
+            self.device_id_certificate,
+            *self.intermediates,
+        )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edgetrust.attest.dice import (
@@ -19,8 +22,17 @@ from edgetrust.attest.dice import (
     dice_id,
     public_key_bytes,
 )
-from edgetrust.attest.identity import DeviceIdentity, Layer
-from edgetrust.certs.dice_ext import TcbInfo
+from edgetrust.attest.identity import (
+    OPEN_DICE_NOT_AFTER,
+    OPEN_DICE_NOT_BEFORE,
+    BootedDevice,
+    DeviceIdentity,
+    Layer,
+)
+from edgetrust.certs.builders import build_device_id_certificate
+from edgetrust.certs.ca import CertificateAuthority
+from edgetrust.certs.chain import validate_chain
+from edgetrust.certs.dice_ext import TCB_INFO_OID, TcbInfo
 from edgetrust.errors import DiceInputError
 
 UDS = bytes(range(32))
@@ -312,3 +324,157 @@ def test_tcb_info_of_a_layer(identity: DeviceIdentity) -> None:
     assert normal.flags.names() == ()
     assert normal.flags_mask is not None
     assert set(normal.flags_mask.names()) == {"notConfigured", "notSecure", "recovery", "debug"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Boot: alias certificates and the chain
+# ---------------------------------------------------------------------------------------------
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def manufacturer() -> CertificateAuthority:
+    return CertificateAuthority.create(intermediate=True, now=NOW - timedelta(days=1))
+
+
+def _device_id_cert(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> x509.Certificate:
+    return build_device_id_certificate(
+        csr=identity.device_id_csr(),
+        issuer=manufacturer,
+        ueid=identity.ueid,
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=3650),
+    )
+
+
+def _boot(
+    identity: DeviceIdentity,
+    manufacturer: CertificateAuthority,
+    layers: list[Layer] | None = None,
+    **kwargs: Any,
+) -> BootedDevice:
+    assert manufacturer.intermediate is not None
+    return identity.boot(
+        layers if layers is not None else _layers(),
+        _device_id_cert(identity, manufacturer),
+        vendor="Acme",
+        intermediates=(manufacturer.intermediate.certificate,),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("alg", list(KeyAlg))
+def test_booted_chain_validates_with_tcb_info(
+    alg: KeyAlg, manufacturer: CertificateAuthority
+) -> None:
+    identity = DeviceIdentity.from_uds(UDS, key_alg=alg)
+    booted = _boot(identity, manufacturer)
+    # root -> intermediate -> DeviceID -> bootloader -> firmware -> application
+    assert len(booted.chain) == 5
+    result = validate_chain(booted.chain, [manufacturer.anchor], NOW)
+    assert result.validator == ("cryptography" if alg is KeyAlg.P256 else "edgetrust")
+    assert result.leaf == booted.leaf_certificate
+    assert [e.certificate for e in result.entries] == list(booted.chain)
+    tcbs = [entry.tcb_info[0] for entry in result.entries[:3]]
+    assert [t.model for t in tcbs] == ["application", "firmware", "bootloader"]
+    assert [t.layer for t in tcbs] == [3, 2, 1]
+    for tcb, measurement in zip(reversed(tcbs), booted.layers, strict=True):
+        assert tcb == measurement.tcb_info()
+    assert result.ueid is not None
+    assert result.ueid.value == identity.ueid
+
+
+def test_alias_certificates_carry_the_derived_keys_and_ids(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    booted = _boot(identity, manufacturer)
+    for certificate, measurement in zip(booted.alias_certificates, booted.layers, strict=True):
+        assert public_key_bytes(certificate.public_key()) == measurement.alias_public_key  # type: ignore[arg-type]
+        assert certificate.serial_number == int.from_bytes(measurement.alias_id, "big")
+        extension = certificate.extensions.get_extension_for_oid(TCB_INFO_OID)
+        assert extension.critical
+    assert public_key_bytes(booted.leaf_key) == booted.layers[-1].alias_public_key
+    assert booted.device_id_key is identity.device_id_key
+    leaf_constraints = booted.leaf_certificate.extensions.get_extension_for_class(
+        x509.BasicConstraints
+    ).value
+    assert not leaf_constraints.ca
+    first = booted.alias_certificates[0].extensions.get_extension_for_class(x509.BasicConstraints)
+    assert (first.value.ca, first.value.path_length) == (True, 1)
+    # Open DICE validity: alias certificates need no clock.
+    assert booted.leaf_certificate.not_valid_before_utc == OPEN_DICE_NOT_BEFORE
+    assert booted.leaf_certificate.not_valid_after_utc == OPEN_DICE_NOT_AFTER
+
+
+def test_leaf_signs_evidence(identity: DeviceIdentity, manufacturer: CertificateAuthority) -> None:
+    booted = _boot(identity, manufacturer)
+    key = booted.leaf_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(b"evidence", ec.ECDSA(hashes.SHA256()))
+    public = booted.leaf_certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(signature, b"evidence", ec.ECDSA(hashes.SHA256()))
+
+
+def test_ca_leaf_variant_validates(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    booted = _boot(identity, manufacturer, leaf_is_ca=True)
+    constraints = booted.leaf_certificate.extensions.get_extension_for_class(
+        x509.BasicConstraints
+    ).value
+    assert (constraints.ca, constraints.path_length) == (True, 0)
+    validate_chain(booted.chain, [manufacturer.anchor], NOW)
+
+
+def test_debug_layer_is_flagged_in_its_certificate(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    booted = _boot(identity, manufacturer, _layers(firmware={"mode": DiceMode.DEBUG}))
+    result = validate_chain(booted.chain, [manufacturer.anchor], NOW)
+    application, firmware, bootloader = (e.tcb_info[0] for e in result.entries[:3])
+    assert firmware.flags is not None
+    assert firmware.flags.debug
+    assert bootloader.flags is not None
+    assert not bootloader.flags.debug
+    assert application.flags is not None
+    assert not application.flags.debug
+
+
+def test_firmware_update_keeps_the_device_id_certificate(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    device_cert = _device_id_cert(identity, manufacturer)
+    before = identity.boot(_layers(), device_cert)
+    after = identity.boot(_layers(firmware={"code": b"firmware v2", "svn": 5}), device_cert)
+    assert public_key_bytes(after.leaf_key) != public_key_bytes(before.leaf_key)
+    assert after.layers[0].alias_public_key == before.layers[0].alias_public_key
+    assert manufacturer.intermediate is not None
+    anchors = [manufacturer.anchor]
+    extra = [manufacturer.intermediate.certificate]
+    validate_chain([*after.chain, *extra], anchors, NOW)
+    validate_chain([*before.chain, *extra], anchors, NOW)
+
+
+def test_boot_rejects_a_device_id_cert_of_another_device(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    other = DeviceIdentity.from_uds(OTHER_UDS)
+    with pytest.raises(DiceInputError, match="certifies another key"):
+        identity.boot(_layers(), _device_id_cert(other, manufacturer))
+
+
+def test_boot_rejects_a_non_certificate(identity: DeviceIdentity) -> None:
+    with pytest.raises(DiceInputError, match=r"must be an x509\.Certificate"):
+        identity.boot(_layers(), b"not a cert")  # type: ignore[arg-type]
+
+
+def test_booted_device_repr_hides_keys(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    booted = _boot(identity, manufacturer)
+    assert "derived" not in repr(booted)
+    assert "device_id_key" not in repr(booted)
