@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -50,9 +51,14 @@ from edgetrust.errors import (
 from edgetrust.onboarding.attestation import (
     AttestationOutcome,
     AttestationRequest,
+    AttestationService,
+    AttestationSettings,
 )
+from edgetrust.onboarding.certifier import DEFAULT_LIFETIME, Certifier
 from edgetrust.onboarding.nonces import Challenge
 from edgetrust.onboarding.records import RevocationEvent, RevocationKind
+from edgetrust.onboarding.store import SqlRegistryStore
+from edgetrust.onboarding.workspace import VerifierKeys
 
 __all__ = [
     "EAR_METADATA_KEY",
@@ -62,6 +68,8 @@ __all__ = [
     "RequestLimits",
     "ServerTLS",
     "VerifierServer",
+    "VerifierSettings",
+    "build_verifier_server",
     "decode_attest_request",
 ]
 
@@ -527,3 +535,61 @@ class VerifierServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop(grace=1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Wiring
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifierSettings:
+    """Everything that shapes a running verifier besides its keys and its store."""
+
+    listen: str = "127.0.0.1:7443"
+    feed_listen: str | None = None
+    trust_domain: str = "edgetrust.local"
+    certificate_lifetime: timedelta = DEFAULT_LIFETIME
+    workers: int = 8
+    attestation: AttestationSettings = field(default_factory=AttestationSettings)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    feed: FeedSettings = field(default_factory=FeedSettings)
+
+
+def build_verifier_server(
+    *,
+    keys: VerifierKeys,
+    store: SqlRegistryStore,
+    settings: VerifierSettings,
+    clock: Callable[[], datetime] | None = None,
+) -> VerifierServer:
+    """A verifier server (not started) over ``store`` with the workspace's ``keys``."""
+    certifier = Certifier(
+        ca=keys.cluster_ca,
+        chain=keys.cluster_ca.chain,
+        store=store,
+        trust_domain=settings.trust_domain,
+        lifetime=settings.certificate_lifetime,
+        actor=settings.attestation.actor,
+    )
+    core = AttestationService(
+        store=store,
+        certifier=certifier,
+        ear_key=keys.ear_key,
+        settings=settings.attestation,
+        **({"clock": clock} if clock is not None else {}),
+    )
+    return VerifierServer(
+        core=core,
+        tls=ServerTLS(
+            key_pem=keys.server_key_pem,
+            certificate_chain_pem=keys.server_chain_pem,
+            client_ca_pem=keys.cluster_ca_pem,
+        ),
+        listen=settings.listen,
+        feed_listen=settings.feed_listen,
+        revocations=store,
+        workers=settings.workers,
+        limits=settings.limits,
+        feed_settings=settings.feed,
+    )
