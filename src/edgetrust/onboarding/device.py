@@ -62,7 +62,6 @@ from edgetrust.attest import eat
 from edgetrust.attest.dice import DiceKey, DiceMode, KeyAlg
 from edgetrust.attest.identity import DeviceIdentity, Layer
 from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE as DEVICE_MEDIA_TYPE
-from edgetrust.certs.builders import build_alias_certificate
 from edgetrust.certs.loading import certificates_pem, private_key_pem, read_certificates
 from edgetrust.errors import (
     Error,
@@ -523,27 +522,8 @@ class SimulatedDevice:
             Layer(name=f.name, version=f.version, svn=f.svn, code=code, mode=mode)
             for f, code in layer_files(self.directory, self.manifest)
         ]
-        derived = self._identity.derive(layers)
-        device_id = self.device_id_chain[0]
-        # The alias certificates live as long as the DeviceID certificate (deterministic per
-        # boot input, like a real DICE layer's).
-        start, end = device_id.not_valid_before_utc, device_id.not_valid_after_utc
-        issuer_key: DiceKey = self._identity.device_id_key
-        issuer_name = device_id.subject
-        aliases: list[x509.Certificate] = []
-        for i, layer in enumerate(derived):
-            cert = build_alias_certificate(
-                subject_key=layer.alias_key,
-                issuer_key=issuer_key,
-                issuer_name=issuer_name,
-                tcb_info=layer.measurement.tcb_info(),
-                is_ca=i < len(derived) - 1,
-                not_before=start,
-                not_after=end,
-                serial=layer.measurement.alias_id,
-            )
-            aliases.append(cert)
-            issuer_key, issuer_name = layer.alias_key, cert.subject
+        device_id, *intermediates = self.device_id_chain
+        booted = self._identity.boot(layers, device_id, intermediates=intermediates)
         measurements = [
             eat.Measurement(
                 name=d.measurement.name,
@@ -553,7 +533,7 @@ class SimulatedDevice:
                 svn=d.measurement.svn,
                 layer=d.measurement.index,
             )
-            for d in derived
+            for d in booted.derived
         ]
         for component in self.manifest.components:
             path = resolve_inside(self.directory, component.file)
@@ -571,8 +551,8 @@ class SimulatedDevice:
             )
         return BootState(
             ueid=self.ueid,
-            leaf_key=derived[-1].alias_key,
-            chain=(*reversed(aliases), *self.device_id_chain),
+            leaf_key=booted.leaf_key,
+            chain=booted.chain,
             measurements=tuple(measurements),
         )
 
