@@ -129,6 +129,8 @@ class Layer:
     vendor: str | None = None
     #: TcbInfo model; None: the layer name.
     model: str | None = None
+    #: Digests of the image, computed once at construction (the image may be large).
+    _digests: Mapping[str, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -155,26 +157,28 @@ class Layer:
             raise DiceInputError(f"layer {self.name!r}: mode must be 0..3") from e
         if not isinstance(self.hidden, bytes) or len(self.hidden) != HIDDEN_SIZE:
             raise DiceInputError(f"layer {self.name!r}: hidden must be 64 bytes")
+        object.__setattr__(self, "_digests", self._measure())
 
-    @property
-    def measured_code_hash(self) -> bytes:
-        """The Open DICE code input: SHA-512 of the image (or the given ``code_hash``)."""
-        if self.code_hash is not None:
-            return self.code_hash
-        return hash_input(self.code or b"")
-
-    @property
-    def digests(self) -> Mapping[str, bytes]:
-        """Digests of the layer image by algorithm name (``sha256``, ``sha384``, ``sha512``)."""
+    def _measure(self) -> Mapping[str, bytes]:
         if self.code is None:
-            return MappingProxyType({"sha512": self.measured_code_hash})
+            return MappingProxyType({"sha512": self.code_hash or b""})
         return MappingProxyType(
             {
                 "sha256": hashlib.sha256(self.code).digest(),
                 "sha384": hashlib.sha384(self.code).digest(),
-                "sha512": self.measured_code_hash,
+                "sha512": hash_input(self.code),
             }
         )
+
+    @property
+    def measured_code_hash(self) -> bytes:
+        """The Open DICE code input: SHA-512 of the image (or the given ``code_hash``)."""
+        return self._digests["sha512"]
+
+    @property
+    def digests(self) -> Mapping[str, bytes]:
+        """Digests of the layer image by algorithm name (``sha256``, ``sha384``, ``sha512``)."""
+        return self._digests
 
     @property
     def fwids(self) -> tuple[tuple[str, bytes], ...]:
@@ -358,7 +362,7 @@ class DeviceIdentity:
                 code_hash=inputs.code_hash,
                 digests=layer.digests,
                 fwids=layer.fwids,
-                config_descriptor=layer.config_descriptor(),
+                config_descriptor=inputs.config_descriptor or b"",
                 authority_hash=inputs.authority_hash,
                 alias_public_key=public_key_bytes(alias_key),
                 alias_id=dice_id(alias_key),
