@@ -256,11 +256,11 @@ def derive_private_key(cdi_attest: bytes, alg: KeyAlg = KeyAlg.ED25519) -> DiceK
     ("Deriving Asymmetric Key Pairs"), the UDS (32 or 64 bytes).
     """
     _require_secret("cdi_attest", cdi_attest)
-    seed = _kdf(_SEED_SIZE, cdi_attest, ASYM_SALT, b"Key Pair")
     try:
         alg = KeyAlg(alg)
     except ValueError as e:
         raise DiceInputError(f"unsupported key algorithm {alg!r} (ed25519, p256)") from e
+    seed = _kdf(_SEED_SIZE, cdi_attest, ASYM_SALT, b"Key Pair")
     if alg is KeyAlg.ED25519:
         return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     return ec.derive_private_key(_p256_scalar_from_seed(seed), ec.SECP256R1())

@@ -406,6 +406,8 @@ class DeviceIdentity:
             raise DiceInputError("device_id_cert does not carry an Ed25519 or P-256 key") from e
         if certified != self.device_id_public_key:
             raise DiceInputError("device_id_cert certifies another key, not this DeviceID key")
+        if not all(isinstance(c, x509.Certificate) for c in intermediates):
+            raise DiceInputError("intermediates must be x509.Certificate objects")
         derived = self.derive(layers, vendor=vendor)
         issuer_key: DiceKey = self.device_id_key
         issuer_name = device_id_cert.subject

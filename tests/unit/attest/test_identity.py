@@ -478,3 +478,14 @@ def test_booted_device_repr_hides_keys(
     booted = _boot(identity, manufacturer)
     assert "derived" not in repr(booted)
     assert "device_id_key" not in repr(booted)
+
+
+def test_boot_rejects_intermediates_that_are_not_certificates(
+    identity: DeviceIdentity, manufacturer: CertificateAuthority
+) -> None:
+    with pytest.raises(DiceInputError, match="intermediates must be"):
+        identity.boot(
+            _layers(),
+            _device_id_cert(identity, manufacturer),
+            intermediates=[b"pem"],  # type: ignore[list-item]
+        )
