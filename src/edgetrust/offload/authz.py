@@ -17,6 +17,7 @@ the handler needs to notice (a wake-up, not a poll).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -90,8 +91,18 @@ def identity_from_auth_context(
     pems = auth_context.get("x509_pem_cert") or []
     if not pems:
         raise PermissionDeniedError("no client certificate on this connection")
+    return _identity_from_pem(bytes(pems[0]), trust_domain)
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_from_pem(pem: bytes, trust_domain: str) -> PeerIdentity:
+    """Parsed once per certificate: every call on a connection presents the same PEM.
+
+    Only successful parses are cached (an exception is not); the cache holds values derived from
+    certificates that TLS has already verified, so it cannot be poisoned by a caller.
+    """
     try:
-        cert = x509.load_pem_x509_certificate(pems[0])
+        cert = x509.load_pem_x509_certificate(pem)
     except ValueError as e:
         raise PermissionDeniedError("the client certificate does not parse") from e
     return identity_from_certificate(cert, trust_domain=trust_domain)

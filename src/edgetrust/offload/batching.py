@@ -11,10 +11,16 @@ arrived, stack them, run the model once and hand every caller its own row.
 * **Cancellation and deadlines.** A caller may cancel its future while it waits; a request whose
   deadline has passed is failed with :class:`~edgetrust.errors.DeadlineExceededError`. Neither
   takes a place in a batch.
-* **Early dispatch.** Waiting for a batch only helps when other requests are on their way. Callers
-  announce themselves with :meth:`DynamicBatcher.expect` as soon as a request arrives (before it
-  is decoded); with ``early_dispatch`` a partial batch leaves as soon as nobody announced is still
-  preparing its input, so a lone caller never pays the queue delay.
+* **Batch only when busy.** ``workers`` bounds how many batches run at once. With
+  ``inline_when_idle`` a request that finds a free run slot, an empty queue and nobody else on the
+  way runs at once in the caller's thread (no thread hand-off: on a loaded CPU each hand-off can
+  cost a scheduler quantum); requests that arrive while every slot is busy queue up and leave
+  together as the next batch.
+* **Early dispatch.** Waiting ``max_queue_delay_ms`` for a fuller batch only helps when other
+  requests are on their way. Callers announce themselves with :meth:`DynamicBatcher.expect` as
+  soon as a request arrives (before it is decoded); with ``early_dispatch`` a partial batch leaves
+  as soon as nobody announced is still preparing its input, so a lone caller never pays the delay.
+  The default delay is 0 (as in Triton): batch what is waiting, never wait.
 """
 
 from __future__ import annotations
@@ -51,10 +57,11 @@ class BatchSettings:
     """How requests are grouped. ``max_batch_size=1`` turns batching off (one run per request)."""
 
     max_batch_size: int = 8
-    max_queue_delay_ms: float = 2.0
+    max_queue_delay_ms: float = 0.0
     max_queue_size: int = 64
     workers: int = 1
     early_dispatch: bool = True
+    inline_when_idle: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= 1024:
@@ -81,7 +88,7 @@ class BatchResult:
 
 @dataclass(slots=True, kw_only=True)
 class BatcherStats:
-    """Counters for tests and benchmarks (read under no lock: approximate while running)."""
+    """Counters for tests and benchmarks (updated under the batcher's lock)."""
 
     batches: int = 0
     requests: int = 0
@@ -146,6 +153,7 @@ class DynamicBatcher:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._announced = 0
+        self._running = 0  # batches in progress (at most settings.workers)
         self._closed = False
         self._threads: list[threading.Thread] = []
         self.stats = BatcherStats()
@@ -219,23 +227,36 @@ class DynamicBatcher:
         self, data: npt.NDArray[np.generic], *, deadline: float | None, announced: bool
     ) -> Future[BatchResult]:
         future: Future[BatchResult] = Future()
+        pending = _Pending(data=data, future=future, enqueued=self._clock(), deadline=deadline)
         with self._cond:
             if announced:
                 self._announced -= 1
             if self._closed:
                 self._cond.notify_all()
                 raise UnavailableError(f"model {self.name!r} is shutting down")
-            if len(self._queue) >= self.settings.max_queue_size:
+            inline = (
+                self.settings.inline_when_idle
+                and (self.settings.early_dispatch or self.settings.max_queue_delay_ms == 0)
+                and self._threads != []
+                and self._running < self.settings.workers
+                and not self._queue
+                and self._announced <= 0
+            )
+            if inline:
+                self._running += 1
+            elif len(self._queue) >= self.settings.max_queue_size:
                 self.stats.rejected += 1
                 self._cond.notify_all()
                 raise OverloadedError(
                     f"model {self.name!r}: queue full ({self.settings.max_queue_size} waiting)",
                     hint="back off and retry",
                 )
-            self._queue.append(
-                _Pending(data=data, future=future, enqueued=self._clock(), deadline=deadline)
-            )
-            self._cond.notify_all()
+            else:
+                self._queue.append(pending)
+                self._cond.notify_all()
+        if inline:
+            future.set_running_or_notify_cancel()
+            self._execute([pending])
         return future
 
     # -- workers -----------------------------------------------------------------------------
@@ -253,7 +274,7 @@ class DynamicBatcher:
         settings = self.settings
         delay = settings.max_queue_delay_ms / 1000.0
         with self._cond:
-            while not self._queue and not self._closed:
+            while not self._closed and (not self._queue or self._running >= settings.workers):
                 self._cond.wait()
             if self._closed:
                 return None
@@ -278,6 +299,7 @@ class DynamicBatcher:
                 else:
                     kept.append(pending)
             self._queue = kept
+            self._running += 1
             if kept:
                 self._cond.notify_all()
         now = self._clock()
@@ -290,13 +312,27 @@ class DynamicBatcher:
                 live.append(pending)
             else:
                 self.stats.cancelled += 1
+        if not live:
+            self._release_slot()
         return live
 
+    def _release_slot(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
     def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            self._run_batch(batch)
+        finally:
+            self._release_slot()
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
         size = len(batch)
         started = self._clock()
         try:
-            stacked = np.stack([p.data for p in batch])
+            # one request (an idle batcher): a view, not a copy
+            stacked = batch[0].data[np.newaxis] if size == 1 else np.stack([p.data for p in batch])
             outputs = self._run(stacked)
         except Error as e:
             for pending in batch:
@@ -316,9 +352,10 @@ class DynamicBatcher:
             for pending in batch:
                 _fail(pending.future, error)
             return
-        self.stats.batches += 1
-        self.stats.requests += size
-        self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
+        with self._cond:
+            self.stats.batches += 1
+            self.stats.requests += size
+            self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
         for row, pending in zip(outputs, batch, strict=True):
             pending.future.set_result(
                 BatchResult(

@@ -24,9 +24,10 @@ Agent (``edgetrust agent serve --config agent.toml``)::
     [batching]
     enabled = true
     max_batch_size = 8
-    max_queue_delay_ms = 2.0
+    max_queue_delay_ms = 0.0           # wait for a fuller batch (0 = batch what is waiting)
     max_queue_size = 64
-    workers = 1
+    workers = 1                        # batches running at once (each uses intra_op_threads)
+    inline_when_idle = true            # an idle batcher runs a lone request in the caller thread
 
     [permissions]
     default = ["*"]                    # models every device may use ("*" = all)
@@ -248,15 +249,17 @@ def _batching(table: dict[str, Any], where: str) -> BatchSettings:
             "max_queue_size",
             "workers",
             "early_dispatch",
+            "inline_when_idle",
         },
         f"{where} [batching]",
     )
     return BatchSettings(
         max_batch_size=_int(table, "max_batch_size", 8),
-        max_queue_delay_ms=_float(table, "max_queue_delay_ms", 2.0),
+        max_queue_delay_ms=_float(table, "max_queue_delay_ms", 0.0),
         max_queue_size=_int(table, "max_queue_size", 64),
         workers=_int(table, "workers", 1),
         early_dispatch=_bool(table, "early_dispatch", True),
+        inline_when_idle=_bool(table, "inline_when_idle", True),
     )
 
 

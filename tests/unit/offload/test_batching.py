@@ -242,3 +242,49 @@ def test_without_early_dispatch_the_batch_waits_the_full_delay() -> None:
 def test_invalid_settings_are_config_errors(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         settings(**bad)
+
+
+def test_idle_batcher_runs_a_lone_request_in_the_caller_thread() -> None:
+    threads: list[str] = []
+
+    def record(batch: Array) -> Array:
+        threads.append(threading.current_thread().name)
+        return row_sums(batch)
+
+    with DynamicBatcher(record, settings=settings()) as batcher:
+        future = batcher.submit(np.ones((1,), dtype=np.float32))
+        assert future.done()  # resolved before submit returned
+        assert future.result().batch_size == 1
+    assert threads == [threading.current_thread().name]
+
+
+def test_requests_arriving_while_every_slot_is_busy_leave_as_one_batch() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow(batch: Array) -> Array:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            release.wait(5)
+        return row_sums(batch)
+
+    with DynamicBatcher(slow, settings=settings(workers=1)) as batcher:
+        first = threading.Thread(target=lambda: batcher.submit(np.ones((1,), dtype=np.float32)))
+        first.start()
+        assert wait_until(lambda: calls == [1])  # the only run slot is taken inline
+        queued = [batcher.submit(np.full((1,), i, dtype=np.float32)) for i in range(5)]
+        assert batcher.queued == 5
+        release.set()
+        out = results(queued)
+        first.join(5)
+    assert calls == [1, 5]
+    assert [float(r.output[0]) for r in out] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def wait_until(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
