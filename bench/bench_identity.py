@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""DICE identity throughput: derivation, and 4-level chain validation against its floors.
+
+Measured in one process, one thread:
+
+Derivation (``edgetrust.attest.dice``, one Open DICE layer transition = next CDIs, the layer's
+key pair, its 20-byte ID) next to its floor, the same primitives called directly: SHA-512 of the
+inputs, HKDF-SHA-512 for the two CDIs, the key seed and the ID, and the key from the seed
+(for P-256 the floor takes ``seed mod n`` instead of Open DICE's HMAC-DRBG rejection sampling).
+Also a whole device boot (2 layers, 2 alias certificates) for scale.
+
+Chain validation, on a 4-level P-256 DICE chain built by the real device model (manufacturer root
+-> DeviceID certificate from a CSR -> alias L1 (CA) -> alias L2, both with a critical TcbInfo):
+
+* ``validate_chain`` -- :func:`edgetrust.certs.chain.validate_chain`: ordering by name,
+  cryptography's path validator, the DICE-strict rules on top, TcbInfo / UEID decoding
+  (decoded extensions cached by their bytes, as in a verifier that sees one fleet);
+* ``validate_chain, cold`` -- the same with the decode caches cleared before every call
+  (every TcbInfo decoded by pyasn1 and re-encoded for the DER check);
+* floor 1, bare path validation -- ``PolicyBuilder().store(...).time(now).extension_policies(...)
+  .build_client_verifier().verify(leaf, intermediates)`` on the same chain (a verifier is built
+  per call, as ``now`` changes per call; the extension policies are the least that accepts a
+  critical TcbInfo at all); also the verify call alone on a prebuilt verifier;
+* floor 2, raw ECDSA -- ``public_key.verify`` of the chain's 3 signatures.
+
+Target (issue 2): ``validate_chain`` >= 0.7x the bare path-validation rate. Rounds are
+interleaved and each ratio is taken within one round; the median round is reported. The machine
+is shared: absolute figures are noisy, ratios less so.
+
+Run: ``.venv/bin/python bench/bench_identity.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from edgetrust.attest import dice
+from edgetrust.attest.identity import DeviceIdentity, Layer
+from edgetrust.certs import chain as chain_module
+from edgetrust.certs import dice_ext, open_dice_ext
+from edgetrust.certs.builders import build_device_id_certificate
+from edgetrust.certs.ca import CertificateAuthority
+from edgetrust.certs.chain import validate_chain
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(20):
+            fn()
+        calls += 20
+        now = time.perf_counter()
+        if now >= deadline:
+            return calls / (now - start)
+
+
+def rounds(
+    contenders: dict[str, Callable[[], object]], count: int, seconds: float
+) -> list[dict[str, float]]:
+    """``count`` interleaved rounds: every contender measured once per round."""
+    return [{name: rate(fn, seconds) for name, fn in contenders.items()} for _ in range(count)]
+
+
+# --------------------------------------------------------------------------------------------
+# Derivation
+# --------------------------------------------------------------------------------------------
+
+
+def _hkdf(length: int, ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA512(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def floor_transition(alg: dice.KeyAlg, cdi: bytes, inputs: dice.InputValues) -> bytes:
+    mode = bytes([int(inputs.mode)])
+    attest_salt = hashlib.sha512(
+        inputs.code_hash + inputs.config_input + inputs.authority_hash + mode + inputs.hidden
+    ).digest()
+    seal_salt = hashlib.sha512(inputs.authority_hash + mode + inputs.hidden).digest()
+    next_attest = _hkdf(32, cdi, attest_salt, b"CDI_Attest")
+    _hkdf(32, cdi, seal_salt, b"CDI_Seal")
+    seed = _hkdf(32, next_attest, dice.ASYM_SALT, b"Key Pair")
+    if alg is dice.KeyAlg.ED25519:
+        public = (
+            ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+    else:
+        scalar = int.from_bytes(seed, "big") % (P256_ORDER - 1) + 1
+        public = (
+            ec.derive_private_key(scalar, ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        )
+    return _hkdf(20, public, dice.ID_SALT, b"ID")
+
+
+def bench_derivation(count: int, seconds: float) -> None:
+    inputs = dice.InputValues(
+        code_hash=hashlib.sha512(b"firmware").digest(),
+        config_value=bytes(64),
+        mode=dice.DiceMode.NORMAL,
+    )
+    cdi = hashlib.sha256(b"uds").digest()
+
+    def transition(alg: dice.KeyAlg) -> Callable[[], object]:
+        def run() -> object:
+            attest, _ = dice.derive_cdis(cdi, cdi, inputs)
+            return dice.dice_id(dice.derive_private_key(attest, alg))
+
+        return run
+
+    identity = DeviceIdentity.from_uds(hashlib.sha256(b"uds").digest(), key_alg=dice.KeyAlg.P256)
+    ca = CertificateAuthority.create(now=NOW - timedelta(days=1))
+    device_cert = build_device_id_certificate(
+        csr=identity.device_id_csr(),
+        issuer=ca,
+        ueid=identity.ueid,
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=365),
+    )
+    layers = [
+        Layer(name="bootloader", version="1.0", svn=1, code=b"bl" * 1000),
+        Layer(name="firmware", version="2.0", svn=3, code=b"fw" * 4000),
+    ]
+    contenders: dict[str, Callable[[], object]] = {
+        "transition ed25519": transition(dice.KeyAlg.ED25519),
+        "floor ed25519": lambda: floor_transition(dice.KeyAlg.ED25519, cdi, inputs),
+        "transition p256": transition(dice.KeyAlg.P256),
+        "floor p256": lambda: floor_transition(dice.KeyAlg.P256, cdi, inputs),
+        "boot 2 layers + 2 alias certs (p256)": lambda: identity.boot(
+            layers, device_cert, vendor="bench"
+        ),
+    }
+    results = rounds(contenders, count, seconds)
+    print("Derivation (one Open DICE layer transition: CDIs + key pair + ID), ops/s")
+    for name in contenders:
+        print(f"  {name:<40} {max(r[name] for r in results):>10,.0f}")
+    for alg in ("ed25519", "p256"):
+        ratio = statistics.median(r[f"transition {alg}"] / r[f"floor {alg}"] for r in results)
+        print(f"  ratio transition/floor {alg:<17} {ratio:>10.2f}x")
+
+
+# --------------------------------------------------------------------------------------------
+# Chain validation
+# --------------------------------------------------------------------------------------------
+
+
+def dice_chain(alg: dice.KeyAlg) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """(root, [alias L2, alias L1, DeviceID]) built by the device model."""
+    identity = DeviceIdentity.from_uds(hashlib.sha256(alg.value.encode()).digest(), key_alg=alg)
+    ca = CertificateAuthority.create(now=NOW - timedelta(days=1))
+    device_cert = build_device_id_certificate(
+        csr=identity.device_id_csr(),
+        issuer=ca,
+        ueid=identity.ueid,
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=365),
+        path_length=1,
+    )
+    layers = [
+        Layer(name="bootloader", version="1.0", svn=1, code=b"bl" * 1000),
+        Layer(name="firmware", version="2.0", svn=3, code=b"fw" * 4000),
+    ]
+    booted = identity.boot(layers, device_cert, vendor="bench")
+    return ca.anchor, list(booted.chain)
+
+
+def _clear_decode_caches() -> None:
+    for cache in (
+        dice_ext._decode_tcb_info,
+        dice_ext._decode_multi_tcb_info,
+        dice_ext._decode_ueid,
+        open_dice_ext._decode,
+    ):
+        cache.cache_clear()
+
+
+def bench_chain(count: int, seconds: float) -> None:
+    root, certs = dice_chain(dice.KeyAlg.P256)
+    leaf, intermediates = certs[0], certs[1:]
+    store = Store([root])
+    checked = validate_chain(certs, [root], NOW)
+    assert len(checked) == 3
+    assert checked.validator == "cryptography"
+    assert all(e.tcb_info for e in checked.entries[:2])
+
+    def bare() -> object:
+        return (
+            PolicyBuilder()
+            .store(store)
+            .time(NOW)
+            .extension_policies(
+                ca_policy=chain_module._CA_POLICY, ee_policy=chain_module._EE_POLICY
+            )
+            .build_client_verifier()
+            .verify(leaf, intermediates)
+        )
+
+    prebuilt = (
+        PolicyBuilder()
+        .store(store)
+        .time(NOW)
+        .extension_policies(ca_policy=chain_module._CA_POLICY, ee_policy=chain_module._EE_POLICY)
+        .build_client_verifier()
+    )
+    links = list(zip(certs, [*certs[1:], root], strict=True))
+    keys = [(c, issuer.public_key()) for c, issuer in links]
+
+    def raw_ecdsa() -> object:
+        for certificate, key in keys:
+            key.verify(  # type: ignore[union-attr, call-arg]
+                certificate.signature,
+                certificate.tbs_certificate_bytes,
+                ec.ECDSA(hashes.SHA256()),  # type: ignore[arg-type]
+            )
+        return None
+
+    def cold() -> object:
+        _clear_decode_caches()
+        return validate_chain(certs, [root], NOW)
+
+    ed_root, ed_certs = dice_chain(dice.KeyAlg.ED25519)
+    contenders: dict[str, Callable[[], object]] = {
+        "validate_chain": lambda: validate_chain(certs, [root], NOW),
+        "validate_chain, cold decode caches": cold,
+        "floor 1: bare path validation": bare,
+        "  (verify on a prebuilt verifier)": lambda: prebuilt.verify(leaf, intermediates),
+        "floor 2: raw ECDSA verify x3": raw_ecdsa,
+        "Ed25519 chain, link by link": lambda: validate_chain(ed_certs, [ed_root], NOW),
+    }
+    results = rounds(contenders, count, seconds)
+    print("\n4-level P-256 DICE chain (root -> DeviceID -> alias L1 -> alias L2), chains/s")
+    for name in contenders:
+        best = max(r[name] for r in results)
+        median = statistics.median(r[name] for r in results)
+        print(f"  {name:<40} {best:>10,.0f}   (median {median:,.0f})")
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(r[a] / r[b] for r in results)
+
+    target = ratio("validate_chain", "floor 1: bare path validation")
+    print(f"  ratio validate_chain / bare path validation  {target:.2f}x   (target >= 0.70x)")
+    print(
+        f"  ratio validate_chain, cold / bare            "
+        f"{ratio('validate_chain, cold decode caches', 'floor 1: bare path validation'):.2f}x"
+    )
+    print(
+        f"  ratio validate_chain / raw ECDSA x3          "
+        f"{ratio('validate_chain', 'floor 2: raw ECDSA verify x3'):.2f}x"
+    )
+    print(
+        f"  ratio bare path validation / raw ECDSA x3    "
+        f"{ratio('floor 1: bare path validation', 'floor 2: raw ECDSA verify x3'):.2f}x"
+    )
+    print("  " + ("PASS" if target >= 0.7 else "BELOW TARGET") + " (median of interleaved rounds)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, help="number of interleaved rounds")
+    args = parser.parse_args()
+    count = args.rounds or (3 if args.quick else 7)
+    seconds = 0.3 if args.quick else 1.0
+    bench_derivation(count, seconds)
+    bench_chain(count, seconds)
+
+
+if __name__ == "__main__":
+    main()
