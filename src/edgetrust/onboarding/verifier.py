@@ -503,11 +503,16 @@ class VerifierServer:
 
             raise ConfigError(f"cannot listen on {listen}: {e}") from e
         self._host = listen.rsplit(":", 1)[0]
+        self._feed_host = feed_listen.rsplit(":", 1)[0] if feed_listen else ""
         self._started = False
 
     @property
     def address(self) -> str:
         return f"{self._host}:{self.port}"
+
+    @property
+    def feed_address(self) -> str | None:
+        return None if self.feed_port is None else f"{self._feed_host}:{self.feed_port}"
 
     def start(self) -> VerifierServer:
         self._server.start()
