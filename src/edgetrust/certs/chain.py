@@ -240,9 +240,17 @@ def validate_chain(
 ) -> ValidatedChain:
     """Validate ``certificates`` (any order) against ``anchors`` at ``now``; see module doc."""
     now = _utc(now)
-    anchor_list = _check_anchors(anchors)
+    anchor_list = _promote_key_anchors(_check_anchors(anchors), certificates)
     anchor_certs = [a for a in anchor_list if isinstance(a, x509.Certificate)]
-    path = order_chain([c for c in certificates if not any(c == a for a in anchor_certs)])
+    candidates = [c for c in certificates if not any(c == a for a in anchor_certs)]
+    try:
+        path = order_chain(candidates)
+    except NameChainingError:
+        # The bundle may go on above a trusted intermediate (up to its root): drop that part.
+        trimmed = _drop_above_anchors(candidates, anchor_certs)
+        if len(trimmed) == len(candidates):
+            raise
+        path = order_chain(trimmed)
     if any(_is_edwards(c) for c in path):
         match = links.check_path(path, anchor_list, now)
         return _result(path, match.anchor, "edgetrust")
@@ -399,6 +407,38 @@ def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
         ):
             raise ConfigError(f"not a trust anchor: {type(anchor).__name__}")
     return anchor_list
+
+
+def _drop_above_anchors(
+    certificates: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    """The certificates minus the issuers of anchor certificates (and their issuers, ...)."""
+    remaining = list(certificates)
+    frontier = [a for a in anchors if a.subject != a.issuer]
+    while frontier:
+        above = [c for c in remaining if any(c.subject == a.issuer for a in frontier)]
+        remaining = [c for c in remaining if c not in above]
+        frontier = [c for c in above if c.subject != c.issuer]
+    return remaining
+
+
+def _promote_key_anchors(
+    anchors: list[TrustAnchor], certificates: Sequence[x509.Certificate]
+) -> list[TrustAnchor]:
+    """A self-signed certificate in the bundle whose key is a bare-key anchor *is* that anchor:
+    use the certificate (and its constraints) as the anchor, so it is not validated as a link."""
+    keys = [a for a in anchors if not isinstance(a, x509.Certificate)]
+    if not keys:
+        return anchors
+    promoted = list(anchors)
+    for certificate in certificates:
+        if certificate.subject != certificate.issuer:
+            continue
+        key = certificate.public_key()
+        for anchor in keys:
+            if anchor == key and anchor in promoted:
+                promoted[promoted.index(anchor)] = certificate
+    return promoted
 
 
 def _utc(now: datetime) -> datetime:

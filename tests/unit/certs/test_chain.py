@@ -87,6 +87,19 @@ def test_bare_public_key_anchor(kind: str, good: factory.Chain) -> None:
     assert result.validator == VALIDATOR[kind]
 
 
+def test_root_in_the_bundle_with_its_key_as_anchor(kind: str, good: factory.Chain) -> None:
+    result = validate_chain([good.root, *good.certs], [good.root_key.public_key()], NOW)
+    assert result.certificates == tuple(good.certs)
+    assert result.anchor == good.root  # the key's own certificate, constraints and all
+
+
+def test_bundle_going_on_above_a_trusted_intermediate(kind: str, good: factory.Chain) -> None:
+    device_id = good.certs[2]  # trust the DeviceID certificate itself; the bundle has the root
+    result = validate_chain([*good.certs, good.root], [device_id], NOW)
+    assert result.certificates == tuple(good.certs[:2])
+    assert result.anchor == device_id
+
+
 def test_p384_chain_validates() -> None:
     p384 = build("p384")
     assert validate_chain(p384.certs, [p384.root], NOW).validator == "cryptography"
