@@ -43,6 +43,7 @@ __all__ = [
     "FrozenMap",
     "Tag",
     "dumps",
+    "encode_bytes",
     "is_array",
     "is_map",
     "loads",
@@ -108,16 +109,22 @@ def _type_name(expect: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, "tag" if k is Tag else k.__name__) for k in kinds)
 
 
+_WIDENED: dict[Any, tuple[type, ...]] = {}
+
+
 def _widen(expect: type | tuple[type, ...]) -> tuple[type, ...]:
-    kinds = expect if isinstance(expect, tuple) else (expect,)
-    widened: list[type] = []
-    for kind in kinds:
-        widened.append(kind)
-        if kind is dict:
-            widened.append(cbor2.frozendict)
-        elif kind is list:
-            widened.append(tuple)
-    return tuple(widened)
+    widened = _WIDENED.get(expect)
+    if widened is None:
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        out: list[type] = []
+        for kind in kinds:
+            out.append(kind)
+            if kind is dict:
+                out.append(cbor2.frozendict)
+            elif kind is list:
+                out.append(tuple)
+        widened = _WIDENED[expect] = tuple(out)
+    return widened
 
 
 def loads(
@@ -137,26 +144,26 @@ def loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CBORError(f"expected bytes to decode, got {type(data).__name__}")
-    if len(data) > max_size:
-        raise OversizeError(f"CBOR input of {len(data)} bytes exceeds the limit of {max_size}")
-    if not data:
+    size = len(data)
+    if size > max_size:
+        raise OversizeError(f"CBOR input of {size} bytes exceeds the limit of {max_size}")
+    if not size:
         raise CBORError("empty input: expected one CBOR data item")
     stream = io.BytesIO(data)
     try:
-        decoder = cbor2.CBORDecoder(
+        value = cbor2.CBORDecoder(
             stream,
             max_depth=max_depth,
             allow_indefinite=False,
             allow_duplicate_keys=False,
             semantic_decoders=_SEMANTIC_DECODERS,
-        )
-        value = decoder.decode()
+        ).decode()
     except _DECODE_FAILURES as e:
         raise CBORError(f"invalid CBOR: {e}") from e
     # cbor2 leaves the stream right after the item it decoded (it seeks back over read-ahead).
     consumed = stream.tell()
-    if consumed != len(data):
-        raise CBORError(f"{len(data) - consumed} trailing byte(s) after the CBOR data item")
+    if consumed != size:
+        raise CBORError(f"{size - consumed} trailing byte(s) after the CBOR data item")
     if expect is not None:
         kinds = _widen(expect)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
@@ -199,11 +206,23 @@ def _encode(obj: object) -> bytes:
         return _head(4, len(obj)) + b"".join(_encode(item) for item in obj)
     if isinstance(obj, Tag):
         return _head(6, obj.tag) + _encode(obj.value)
-    if isinstance(obj, (bytes, str, int, float, bool)) or obj is None:
+    if isinstance(obj, bytes):
+        return _head(2, len(obj)) + obj
+    if isinstance(obj, str):
+        encoded = obj.encode("utf-8")
+        return _head(3, len(encoded)) + encoded
+    if isinstance(obj, int) and not isinstance(obj, bool) and -(2**64) <= obj < 2**64:
+        return _head(0, obj) if obj >= 0 else _head(1, -1 - obj)
+    if isinstance(obj, (int, float, bool)) or obj is None:
         return bytes(cbor2.dumps(obj, canonical=True))
     if isinstance(obj, (bytearray, memoryview)):
         return bytes(cbor2.dumps(bytes(obj), canonical=True))
     raise CBORError(f"cannot encode a {type(obj).__name__} as CBOR")
+
+
+def encode_bytes(data: bytes) -> bytes:
+    """The deterministic encoding of one byte string (head + bytes)."""
+    return _head(2, len(data)) + data
 
 
 def dumps(obj: object) -> bytes:

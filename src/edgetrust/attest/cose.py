@@ -26,7 +26,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Final, TypeAlias
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -206,28 +207,22 @@ def _algorithm(protected: Header, unprotected: Header, *, allow_unprotected: boo
 # --------------------------------------------------------------------------------------------
 
 
-def _headers(protected_bytes: object, unprotected: Any) -> tuple[Header, Header]:
-    if not isinstance(protected_bytes, bytes):
-        raise MalformedError("the protected header must be a byte string")
-    if not cbor.is_map(unprotected):
-        raise MalformedError("the unprotected header must be a map")
-    protected: Header = {}
-    if protected_bytes:
-        protected = cbor.loads(protected_bytes, expect=dict)
-    for bucket in (protected, unprotected):
-        for label in bucket:
-            if isinstance(label, bool) or not isinstance(label, (int, str)):
-                raise MalformedError(f"header label {label!r} is neither an integer nor text")
-    both = set(protected) & set(unprotected)
-    if both:
-        raise MalformedError(f"header parameter(s) {sorted(map(str, both))} in both buckets")
-    _check_header_values(protected, unprotected)
-    return protected, unprotected
+def _check_bucket(bucket: Header) -> None:
+    """Checks that involve one bucket only: label types, kid and content type value types."""
+    for label in bucket:
+        if type(label) is not int and type(label) is not str:
+            raise MalformedError(f"header label {label!r} is neither an integer nor text")
+    kid = bucket.get(HeaderLabel.KID)
+    if kid is not None and type(kid) is not bytes:
+        raise MalformedError("'kid' must be a byte string")
+    content_type = bucket.get(HeaderLabel.CONTENT_TYPE)
+    if content_type is not None and type(content_type) is not int and type(content_type) is not str:
+        raise MalformedError("'content type' must be an integer or text")
 
 
-def _check_header_values(protected: Header, unprotected: Header) -> None:
-    if HeaderLabel.CRIT in unprotected:
-        raise MalformedError("'crit' must be in the protected header")
+def _decode_protected(protected_bytes: bytes) -> Header:
+    protected: Header = cbor.loads(protected_bytes, expect=dict)
+    _check_bucket(protected)
     crit = protected.get(HeaderLabel.CRIT)
     if crit is not None:
         if not cbor.is_array(crit) or not crit:
@@ -237,15 +232,43 @@ def _check_header_values(protected: Header, unprotected: Header) -> None:
                 raise MalformedError(f"critical header parameter {label!r} is not protected")
             if label not in _UNDERSTOOD:
                 raise MalformedError(f"critical header parameter {label!r} is not understood")
-    for bucket in (protected, unprotected):
-        kid = bucket.get(HeaderLabel.KID)
-        if kid is not None and not isinstance(kid, bytes):
-            raise MalformedError("'kid' must be a byte string")
-        content_type = bucket.get(HeaderLabel.CONTENT_TYPE)
-        if content_type is not None and (
-            isinstance(content_type, bool) or not isinstance(content_type, (int, str))
+    return MappingProxyType(dict(protected))
+
+
+# Decoded protected headers by their exact bytes. The same few short encodings (h'A10126' for
+# ES256, ...) recur in every token, so they are decoded and checked once; the cached mappings
+# are read-only. Bounded: short headers only, and a fixed number of them.
+_PROTECTED_CACHE: dict[bytes, Header] = {b"": MappingProxyType({})}
+_PROTECTED_CACHE_MAX_ENTRIES: Final = 256
+_PROTECTED_CACHE_MAX_BYTES: Final = 64
+
+
+def _protected(protected_bytes: bytes) -> Header:
+    protected = _PROTECTED_CACHE.get(protected_bytes)
+    if protected is None:
+        protected = _decode_protected(protected_bytes)
+        if (
+            len(protected_bytes) <= _PROTECTED_CACHE_MAX_BYTES
+            and len(_PROTECTED_CACHE) < _PROTECTED_CACHE_MAX_ENTRIES
         ):
-            raise MalformedError("'content type' must be an integer or text")
+            _PROTECTED_CACHE[protected_bytes] = protected
+    return protected
+
+
+def _headers(protected_bytes: object, unprotected: Any) -> tuple[Header, Header]:
+    if type(protected_bytes) is not bytes:
+        raise MalformedError("the protected header must be a byte string")
+    if not cbor.is_map(unprotected):
+        raise MalformedError("the unprotected header must be a map")
+    protected = _protected(protected_bytes)
+    if unprotected:
+        _check_bucket(unprotected)
+        if HeaderLabel.CRIT in unprotected:
+            raise MalformedError("'crit' must be in the protected header")
+        both = [label for label in unprotected if label in protected]
+        if both:
+            raise MalformedError(f"header parameter(s) {sorted(map(str, both))} in both buckets")
+    return protected, unprotected
 
 
 def _unwrap(
@@ -347,17 +370,30 @@ def _mac0_from_value(
 
 
 def decode_message(
-    data: bytes, *, outer_tags: tuple[int, ...] = (), max_size: int = cbor.DEFAULT_MAX_SIZE
+    data: bytes,
+    *,
+    outer_tags: tuple[int, ...] = (),
+    untagged_as: Literal["sign1", "mac0"] | None = None,
+    max_size: int = cbor.DEFAULT_MAX_SIZE,
 ) -> Sign1Message | Mac0Message:
-    """Decode a *tagged* COSE_Sign1 or COSE_Mac0, whichever the tag says."""
+    """Decode a COSE_Sign1 or COSE_Mac0, whichever its tag says (one CBOR pass).
+
+    An untagged message is an error unless ``untagged_as`` says what the context expects.
+    """
     value = cbor.loads(data, max_size=max_size)
     inner = value
     while isinstance(inner, cbor.Tag) and inner.tag in outer_tags:
         inner = inner.value
-    if isinstance(inner, cbor.Tag) and inner.tag == COSE_MAC0_TAG:
-        return _mac0_from_value(inner, require_tag=True, outer_tags=())
-    if isinstance(inner, cbor.Tag) and inner.tag == COSE_SIGN1_TAG:
-        return _sign1_from_value(inner, require_tag=True, outer_tags=())
+    if isinstance(inner, cbor.Tag):
+        if inner.tag == COSE_MAC0_TAG:
+            return _mac0_from_value(inner, require_tag=True, outer_tags=())
+        if inner.tag == COSE_SIGN1_TAG:
+            return _sign1_from_value(inner, require_tag=True, outer_tags=())
+        raise MalformedError(f"expected COSE_Sign1 (18) or COSE_Mac0 (17), got tag {inner.tag}")
+    if untagged_as == "sign1":
+        return _sign1_from_value(inner, require_tag=False, outer_tags=())
+    if untagged_as == "mac0":
+        return _mac0_from_value(inner, require_tag=False, outer_tags=())
     raise MalformedError("expected a tagged COSE_Sign1 (18) or COSE_Mac0 (17)")
 
 
@@ -386,7 +422,15 @@ def sig_structure(
 ) -> bytes:
     """``Sig_structure`` for a COSE_Sign1 (RFC 9052 section 4.4), with the received header bytes."""
     content = _content(msg.payload, detached_payload)
-    return cbor.dumps(["Signature1", _body_protected(msg), external_aad, content])
+    # == cbor.dumps(["Signature1", body_protected, external_aad, content]), written directly
+    return b"".join(
+        (
+            b"\x84\x6aSignature1",
+            cbor.encode_bytes(_body_protected(msg)),
+            cbor.encode_bytes(external_aad),
+            cbor.encode_bytes(content),
+        )
+    )
 
 
 def mac_structure(

@@ -7,9 +7,10 @@ is a :class:`~edgetrust.errors.ClaimError`; unknown claims are kept in :attr:`Ea
 Our device profile, ``tag:edgetrust.dev,2026:device-v1`` (:data:`DEVICE_PROFILE`): a token signed
 by the DICE leaf alias key (ES256 or EdDSA) carrying ``eat_profile``, ``eat_nonce`` (one nonce),
 ``ueid``, ``iat``, ``oemid``, ``hwmodel``, ``swname``, ``swversion``, ``dbgstat``, ``oemboot``,
-``cnf`` (a COSE_Key: the device's operational TLS public key) and ``measurements``. Each
-measurement is one RFC 9711 ``measurements-format`` entry ``[60, bstr]``: CoAP content-format 60
-(``application/cbor``) whose byte string holds one CBOR map, our profile's measurement format::
+``cnf`` (a COSE_Key: the device's operational TLS public key) and ``measurements``. The
+measurements travel as one RFC 9711 ``measurements-format`` entry, a measurement report
+``[60, bstr .cbor [+ measurement]]``: CoAP content-format 60 (``application/cbor``) whose byte
+string holds an array of maps in our profile's measurement format::
 
     measurement = {
         1 => tstr,      ; name: "layer0-bootloader", "firmware", "application", "model:<id>"
@@ -20,15 +21,17 @@ measurement is one RFC 9711 ``measurements-format`` entry ``[60, bstr]``: CoAP c
         ? 6 => uint,    ; DICE layer, for layer measurements
     }
 
-One entry per DICE layer and one for the loaded application and the model. See
-:func:`check_device_profile`.
+One measurement per DICE layer and one each for the loaded application and the model; names are
+unique. (One report rather than one entry per measurement keeps verification to a single nested
+CBOR decode.) See :func:`check_device_profile`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -175,29 +178,36 @@ class Measurement:
         if not cbor.is_map(value):
             raise ClaimError("a measurement must be a map")
         m: Mapping[Any, Any] = value  # type: ignore[assignment]
-        unknown = set(m) - {1, 2, 3, 4, 5, 6}
-        if unknown:
-            raise ClaimError(f"unknown measurement field(s) {sorted(map(str, unknown))}")
+        if not m.keys() <= _MEASUREMENT_FIELDS:
+            unknown = sorted(map(str, m.keys() - _MEASUREMENT_FIELDS))
+            raise ClaimError(f"unknown measurement field(s) {unknown}")
         name, alg, digest = m.get(1), m.get(2), m.get(3)
-        if not isinstance(name, str) or not name:
+        if type(name) is not str or not name:
             raise ClaimError("measurement name (1) must be non-empty text")
-        if not isinstance(alg, str) or alg not in DIGEST_SIZES:
+        size = DIGEST_SIZES.get(alg) if type(alg) is str else None
+        if size is None:
             raise ClaimError(f"measurement {name!r}: unsupported digest algorithm {alg!r}")
-        if not isinstance(digest, bytes) or len(digest) != DIGEST_SIZES[alg]:
-            raise ClaimError(f"measurement {name!r}: digest must be {DIGEST_SIZES[alg]} bytes")
-        version = m.get(4)
-        if version is not None and not isinstance(version, str):
+        if type(digest) is not bytes or len(digest) != size:
+            raise ClaimError(f"measurement {name!r}: digest must be {size} bytes")
+        version, svn, layer = m.get(4), m.get(5), m.get(6)
+        if version is not None and type(version) is not str:
             raise ClaimError(f"measurement {name!r}: version (4) must be text")
-        return cls(
-            name=name,
-            digest_alg=alg,
-            digest=digest,
-            version=version,
-            svn=_opt_uint(m.get(5), f"measurement {name!r} svn"),
-            layer=_opt_uint(m.get(6), f"measurement {name!r} layer"),
-        )
+        for what, number in (("svn (5)", svn), ("layer (6)", layer)):
+            if number is not None and (type(number) is not int or number < 0):
+                raise ClaimError(f"measurement {name!r}: {what} must be an unsigned integer")
+        # validated above: build without the frozen-dataclass __init__ (hot path of verify_eat)
+        measurement = object.__new__(cls)
+        _set(measurement, "name", name)
+        _set(measurement, "digest_alg", alg)
+        _set(measurement, "digest", digest)
+        _set(measurement, "version", version)
+        _set(measurement, "svn", svn)
+        _set(measurement, "layer", layer)
+        return measurement
 
 
+_set: Final = object.__setattr__
+_MEASUREMENT_FIELDS: Final = frozenset({1, 2, 3, 4, 5, 6})
 Submodule: TypeAlias = "EatClaims | bytes | tuple[Any, ...]"
 
 
@@ -274,6 +284,11 @@ class EatClaims:
                 for n, s in self.submods.items()
             }
         return out
+
+
+_EAT_DEFAULTS: Final = tuple(
+    (f.name, f.default) for f in dataclasses.fields(EatClaims) if f.name != "extra"
+)
 
 
 def _measurement_json(m: Measurement | TypedContent) -> dict[str, Any]:
@@ -368,19 +383,27 @@ def _typed_contents(value: object, key: int) -> tuple[TypedContent, ...]:
 
 
 def _measurements(value: object, *, profile: object) -> tuple[Measurement | TypedContent, ...]:
-    entries = _typed_contents(value, Claim.MEASUREMENTS)
     if profile != DEVICE_PROFILE:
-        return entries
+        return _typed_contents(value, Claim.MEASUREMENTS)
+    if not cbor.is_array(value) or not value:
+        raise ClaimError("claim measurements must be a non-empty array")
     out: list[Measurement | TypedContent] = []
-    for entry in entries:
-        if entry.content_format != MEASUREMENT_CONTENT_FORMAT or not isinstance(
-            entry.content, bytes
+    for entry in value:  # type: ignore[attr-defined]
+        if (
+            not cbor.is_array(entry)
+            or len(entry) != 2
+            or type(entry[0]) is not int
+            or entry[0] != MEASUREMENT_CONTENT_FORMAT
+            or type(entry[1]) is not bytes
         ):
             raise ClaimError(
                 f"measurements of the {DEVICE_PROFILE} profile must be "
-                f"[{MEASUREMENT_CONTENT_FORMAT}, bstr .cbor measurement]"
+                f"[{MEASUREMENT_CONTENT_FORMAT}, bstr .cbor [+ measurement]]"
             )
-        out.append(Measurement.from_cbor(cbor.loads(entry.content, expect=dict)))
+        report = cbor.loads(entry[1], expect=list)
+        if not report:
+            raise ClaimError("an empty measurement report")
+        out.extend(map(Measurement.from_cbor, report))
     return tuple(out)
 
 
@@ -431,81 +454,125 @@ def _submods(value: object, depth: int) -> dict[str, Submodule]:
 # --------------------------------------------------------------------------------------------
 
 
+def _oemid(value: object) -> int | bytes:
+    if _is_int(value):
+        return value  # type: ignore[return-value]  # IANA Private Enterprise Number
+    if isinstance(value, bytes) and len(value) in (3, 16):
+        return value  # IEEE OUI (3) or random (16)
+    raise ClaimError("claim oemid must be a PEN, a 3-byte OUI or 16 random bytes")
+
+
+def _bool(value: object, key: int) -> bool:
+    if not isinstance(value, bool):
+        raise ClaimError(f"claim {_name(key)} must be a boolean")
+    return value
+
+
+def _dbgstat(value: object) -> DebugStatus:
+    if not _is_int(value) or value not in _DEBUG_STATUS:
+        raise ClaimError(f"claim dbgstat has unknown value {value!r}")
+    return _DEBUG_STATUS[value]
+
+
+def _sueids(value: object) -> dict[str, bytes]:
+    if not cbor.is_map(value) or not value:
+        raise ClaimError("claim sueids must be a non-empty map")
+    return {
+        _text(n, Claim.SUEIDS): _bytes(u, Claim.SUEIDS, UEID_MIN, UEID_MAX)
+        for n, u in value.items()  # type: ignore[attr-defined]
+    }
+
+
+def _array(value: object, key: int) -> tuple[Any, ...]:
+    if not cbor.is_array(value) or not value:
+        raise ClaimError(f"claim {_name(key)} must be a non-empty array")
+    return tuple(value)  # type: ignore[arg-type]
+
+
+def _profile(value: object) -> str | bytes:
+    if not isinstance(value, (str, bytes)):
+        raise ClaimError("claim eat_profile must be a URI (text) or an OID (bytes)")
+    return value
+
+
+_DEBUG_STATUS: Final = {d.value: d for d in DebugStatus}
+
+# claim key -> (attribute, decoder(value, profile, depth)); one entry per registered claim.
+_Decoder: TypeAlias = Callable[[Any, Any, int], Any]
+_DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
+    Claim.ISS: ("iss", lambda v, p, d: _text(v, Claim.ISS)),
+    Claim.SUB: ("sub", lambda v, p, d: _text(v, Claim.SUB)),
+    Claim.AUD: ("aud", lambda v, p, d: _text(v, Claim.AUD)),
+    Claim.EXP: ("exp", lambda v, p, d: _time(v, Claim.EXP)),
+    Claim.NBF: ("nbf", lambda v, p, d: _time(v, Claim.NBF)),
+    Claim.IAT: ("iat", lambda v, p, d: _time(v, Claim.IAT)),
+    Claim.CTI: ("cti", lambda v, p, d: _bytes(v, Claim.CTI)),
+    Claim.CNF: ("cnf", lambda v, p, d: _cnf(v)),
+    Claim.EAT_NONCE: ("nonce", lambda v, p, d: _nonce(v)),
+    Claim.UEID: ("ueid", lambda v, p, d: _bytes(v, Claim.UEID, UEID_MIN, UEID_MAX)),
+    Claim.SUEIDS: ("sueids", lambda v, p, d: _sueids(v)),
+    Claim.OEMID: ("oemid", lambda v, p, d: _oemid(v)),
+    Claim.HWMODEL: (
+        "hwmodel",
+        lambda v, p, d: _bytes(v, Claim.HWMODEL, HWMODEL_MIN, HWMODEL_MAX),
+    ),
+    Claim.HWVERSION: ("hwversion", lambda v, p, d: _version(v, Claim.HWVERSION)),
+    Claim.UPTIME: ("uptime", lambda v, p, d: _uint(v, Claim.UPTIME)),
+    Claim.OEMBOOT: ("oemboot", lambda v, p, d: _bool(v, Claim.OEMBOOT)),
+    Claim.DBGSTAT: ("dbgstat", lambda v, p, d: _dbgstat(v)),
+    Claim.LOCATION: ("location", lambda v, p, d: _location(v)),
+    Claim.EAT_PROFILE: ("eat_profile", lambda v, p, d: _profile(v)),
+    Claim.SUBMODS: ("submods", lambda v, p, d: _submods(v, d)),
+    Claim.BOOTCOUNT: ("bootcount", lambda v, p, d: _uint(v, Claim.BOOTCOUNT)),
+    Claim.BOOTSEED: ("bootseed", lambda v, p, d: _bytes(v, Claim.BOOTSEED)),
+    Claim.DLOAS: ("dloas", lambda v, p, d: _array(v, Claim.DLOAS)),
+    Claim.SWNAME: ("swname", lambda v, p, d: _text(v, Claim.SWNAME)),
+    Claim.SWVERSION: ("swversion", lambda v, p, d: _version(v, Claim.SWVERSION)),
+    Claim.MANIFESTS: ("manifests", lambda v, p, d: _typed_contents(v, Claim.MANIFESTS)),
+    Claim.MEASUREMENTS: ("measurements", lambda v, p, d: _measurements(v, profile=p)),
+    Claim.MEASRES: ("measres", lambda v, p, d: _array(v, Claim.MEASRES)),
+    Claim.INTUSE: ("intuse", lambda v, p, d: _uint(v, Claim.INTUSE)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding and encoding claims
+# --------------------------------------------------------------------------------------------
+
+
 def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
     """Typed claims from a decoded claims-set map; :class:`ClaimError` for wrong types."""
     if not cbor.is_map(claims):
         raise ClaimError("the claims-set must be a map")
-    c: dict[Any, Any] = dict(claims)
-    for key in c:
-        if isinstance(key, bool) or not isinstance(key, (int, str)):
-            raise ClaimError(f"claim key {key!r} is neither an integer nor text")
-    if 0 in c:
-        raise ClaimError("claim key 0 is reserved (RFC 8392)")
-    profile = c.get(Claim.EAT_PROFILE)
-    if profile is not None and not isinstance(profile, (str, bytes)):
-        raise ClaimError("claim eat_profile must be a URI (text) or an OID (bytes)")
+    profile = claims.get(Claim.EAT_PROFILE)
     kw: dict[str, Any] = {}
-    for key, value in c.items():
-        if not _is_int(key) or key not in CLAIM_NAMES:
-            continue
-        k = Claim(key)
-        name = k.name.lower()
-        match k:
-            case Claim.ISS | Claim.SUB | Claim.AUD | Claim.SWNAME:
-                kw[name] = _text(value, k)
-            case Claim.EXP | Claim.NBF | Claim.IAT:
-                kw[name] = _time(value, k)
-            case Claim.CTI | Claim.BOOTSEED:
-                kw[name] = _bytes(value, k)
-            case Claim.CNF:
-                kw["cnf_key"], kw["cnf_kid"] = _cnf(value)
-            case Claim.EAT_NONCE:
-                kw["nonce"] = _nonce(value)
-            case Claim.UEID:
-                kw[name] = _bytes(value, k, UEID_MIN, UEID_MAX)
-            case Claim.SUEIDS:
-                if not cbor.is_map(value) or not value:
-                    raise ClaimError("claim sueids must be a non-empty map")
-                kw[name] = {_text(n, k): _bytes(u, k, UEID_MIN, UEID_MAX) for n, u in value.items()}
-            case Claim.OEMID:
-                if _is_int(value):
-                    kw[name] = value  # IANA Private Enterprise Number
-                elif isinstance(value, bytes) and len(value) in (3, 16):
-                    kw[name] = value  # IEEE OUI (3) or random (16)
-                else:
-                    raise ClaimError("claim oemid must be a PEN, a 3-byte OUI or 16 random bytes")
-            case Claim.HWMODEL:
-                kw[name] = _bytes(value, k, HWMODEL_MIN, HWMODEL_MAX)
-            case Claim.HWVERSION | Claim.SWVERSION:
-                kw[name] = _version(value, k)
-            case Claim.UPTIME | Claim.BOOTCOUNT:
-                kw[name] = _uint(value, k)
-            case Claim.OEMBOOT:
-                if not isinstance(value, bool):
-                    raise ClaimError("claim oemboot must be a boolean")
-                kw[name] = value
-            case Claim.DBGSTAT:
-                if not _is_int(value) or value not in DebugStatus._value2member_map_:
-                    raise ClaimError(f"claim dbgstat has unknown value {value!r}")
-                kw[name] = DebugStatus(value)
-            case Claim.LOCATION:
-                kw[name] = _location(value)
-            case Claim.EAT_PROFILE:
-                kw[name] = value
-            case Claim.SUBMODS:
-                kw[name] = _submods(value, _depth)
-            case Claim.DLOAS | Claim.MEASRES:
-                if not cbor.is_array(value) or not value:
-                    raise ClaimError(f"claim {name} must be a non-empty array")
-                kw[name] = tuple(value)
-            case Claim.MANIFESTS:
-                kw[name] = _typed_contents(value, k)
-            case Claim.MEASUREMENTS:
-                kw[name] = _measurements(value, profile=profile)
-            case Claim.INTUSE:
-                kw[name] = _uint(value, k)
-    extra = {k: v for k, v in c.items() if not (_is_int(k) and k in CLAIM_NAMES)}
-    return EatClaims(**kw, extra=extra)
+    extra: dict[int | str, Any] = {}
+    for key, value in claims.items():
+        entry = _DECODERS.get(key) if type(key) is int else None
+        if entry is not None:
+            attr, decode = entry
+            if attr == "cnf":
+                kw["cnf_key"], kw["cnf_kid"] = decode(value, profile, _depth)
+            else:
+                kw[attr] = decode(value, profile, _depth)
+        elif type(key) is str or (type(key) is int and key != 0):
+            extra[key] = value
+        elif key == 0 and type(key) is int:
+            raise ClaimError("claim key 0 is reserved (RFC 8392)")
+        else:
+            raise ClaimError(f"claim key {key!r} is neither an integer nor text")
+    kw["extra"] = extra
+    return _build_claims(kw)
+
+
+def _build_claims(fields: dict[str, Any]) -> EatClaims:
+    # Every value was validated by its decoder: build without the frozen-dataclass __init__ (the
+    # hot path of verify_eat); unset fields take their declared defaults.
+    claims = object.__new__(EatClaims)
+    for name, default in _EAT_DEFAULTS:
+        _set(claims, name, fields.get(name, default))
+    _set(claims, "extra", fields["extra"])
+    return claims
 
 
 def _location(value: object) -> dict[int, Any]:
@@ -527,9 +594,12 @@ def encode_claims_map(claims: EatClaims) -> dict[int | str, Any]:
         name = key.name.lower()
         if key is Claim.CNF:
             if claims.cnf_key is not None:
-                out[key] = {1: encode_cose_key(claims.cnf_key)}
+                out[int(key)] = {1: encode_cose_key(claims.cnf_key)}
             elif claims.cnf_kid is not None:
-                out[key] = {3: claims.cnf_kid}
+                out[int(key)] = {3: claims.cnf_kid}
+            continue
+        if key is Claim.MEASUREMENTS and claims.measurements is not None:
+            out[int(key)] = _encode_measurements(claims.measurements)
             continue
         value = getattr(claims, "nonce" if key is Claim.EAT_NONCE else name)
         if value is None:
@@ -542,13 +612,25 @@ def encode_claims_map(claims: EatClaims) -> dict[int | str, Any]:
     return out
 
 
+def _encode_measurements(entries: tuple[Measurement | TypedContent, ...]) -> list[Any]:
+    # Our measurements travel together as one report, [60, << [+ measurement] >>], placed where
+    # the first of them stands; other entries are kept as they are.
+    out: list[Any] = []
+    report = [m.to_cbor() for m in entries if isinstance(m, Measurement)]
+    for entry in entries:
+        if isinstance(entry, TypedContent):
+            out.append([entry.content_format, entry.content])
+        elif report:
+            out.append([MEASUREMENT_CONTENT_FORMAT, cbor.dumps(report)])
+            report = []
+    return out
+
+
 def _encode_value(value: Any) -> Any:
     if isinstance(value, EatClaims):
         return encode_claims_map(value)
     if isinstance(value, Version):
         return [value.version] if value.scheme is None else [value.version, value.scheme]
-    if isinstance(value, Measurement):
-        return [MEASUREMENT_CONTENT_FORMAT, cbor.dumps(value.to_cbor())]
     if isinstance(value, TypedContent):
         return [value.content_format, value.content]
     if isinstance(value, IntEnum):
@@ -610,12 +692,8 @@ def make_eat(
 
 
 def _message(token: bytes, max_size: int) -> Sign1Message | Mac0Message:
-    value = cbor.loads(token, max_size=max_size)
-    msg: Sign1Message | Mac0Message
-    if isinstance(value, cbor.Tag):
-        msg = cose.decode_message(token, outer_tags=(CWT_TAG,), max_size=max_size)
-    else:
-        msg = cose.decode_sign1(token, max_size=max_size)
+    # tagged: Sign1 (18) or Mac0 (17); untagged: read as a Sign1
+    msg = cose.decode_message(token, outer_tags=(CWT_TAG,), untagged_as="sign1", max_size=max_size)
     if msg.payload is None:
         raise ClaimError("the EAT has a detached payload")
     return msg

@@ -144,9 +144,7 @@ def decode_cose_key(
                     curve, bytes([0x03 if y else 0x02]) + x
                 )
             elif isinstance(y, bytes) and len(y) == size:
-                public = ec.EllipticCurvePublicNumbers(
-                    int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
-                ).public_key()
+                public = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
             else:
                 raise error(f"EC2 y must be {size} bytes or a boolean")
             if private:

@@ -414,12 +414,8 @@ def make_psa(
 
 
 def _message(token: bytes, max_size: int) -> Sign1Message | Mac0Message:
-    value = cbor.loads(token, max_size=max_size)
-    msg: Sign1Message | Mac0Message = (
-        cose.decode_message(token, max_size=max_size)
-        if isinstance(value, cbor.Tag)
-        else cose.decode_sign1(token, max_size=max_size)
-    )
+    # tagged: Sign1 (18) or Mac0 (17); untagged: read as a Sign1
+    msg = cose.decode_message(token, untagged_as="sign1", max_size=max_size)
     if msg.payload is None:
         raise ClaimError("the PSA token has a detached payload")
     return msg
