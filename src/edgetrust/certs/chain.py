@@ -8,7 +8,8 @@ extension on the way:
   (``cryptography.x509.verification``: a client verifier with extension policies that permit any
   extension but refuse unknown critical ones, and that know our DICE extension types, so a
   critical TcbInfo is accepted). The DICE-strict rules cryptography does not apply (keyUsage
-  keyCertSign on issuers, a CA leaf counting against pathLen -- see :mod:`.links`) run on top.
+  keyCertSign on issuers, a CA leaf counting against pathLen, no critical extension that we do
+  not process ourselves -- see :mod:`.links`) run on top.
 * Chains with an Ed25519 key or signature anywhere (Open DICE) are checked link by link by
   :mod:`.links`, with the same rules.
 * When cryptography refuses a chain, :mod:`.links` re-checks it to say precisely why, so the
@@ -255,9 +256,11 @@ def validate_chain(
         match = links.check_path(path, anchor_list, now)
         return _result(path, match.anchor, "edgetrust")
     anchor = _cryptography_validate(path, anchor_list, now)
-    # Rules cryptography does not apply (keyCertSign, a CA leaf against pathLen); it already
-    # checked signatures, validity and critical extensions.
+    # Rules cryptography does not apply (keyCertSign, a CA leaf against pathLen; critical
+    # extensions it processes but we do not, such as name constraints); it already checked
+    # signatures and validity.
     links.check_constraints(path, anchor if isinstance(anchor, x509.Certificate) else None)
+    links.check_critical_extensions(path)
     return _result(path, anchor, "cryptography")
 
 

@@ -241,6 +241,18 @@ def test_unknown_critical_extension(kind: str) -> None:
         validate_chain(chain.certs, [chain.root], NOW)
 
 
+def test_critical_name_constraints_are_not_processed_so_refused(kind: str) -> None:
+    # cryptography's validator would process these; edgetrust does not, on either path.
+    layers = specs()
+    constraints = x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("example.org")], excluded_subtrees=None
+    )
+    layers["alias1"].extensions.append((constraints, True))
+    chain = build(kind, layers)
+    with pytest.raises(UnknownCriticalExtensionError, match=r"2\.5\.29\.30"):
+        validate_chain(chain.certs, [chain.root], NOW)
+
+
 def test_unknown_non_critical_extension_is_ignored(kind: str) -> None:
     layers = specs()
     unknown = raw_extension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
