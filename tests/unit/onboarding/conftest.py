@@ -47,14 +47,25 @@ def pg_registry(pg_server: PostgresServer) -> Iterator[str]:
     pg_server.drop_database(url)
 
 
-@pytest.fixture
-def pg_url(pg_server: PostgresServer, pg_registry: str) -> str:
-    """The session's PostgreSQL registry, emptied for this test."""
+def _empty_tables(pg_server: PostgresServer, url: str) -> None:
     tables = ", ".join(t.name for t in schema.metadata.sorted_tables if t.name != "schema_meta")
-    with psycopg.connect(pg_server.libpq_url(pg_registry), autocommit=True) as conn:
+    with psycopg.connect(pg_server.libpq_url(url), autocommit=True) as conn:
         # Replica mode switches the append-only triggers off for this session only.
         conn.execute("SET session_replication_role = replica")
         conn.execute(f"TRUNCATE {tables}")
+
+
+@pytest.fixture(scope="session")
+def pg_store(pg_registry: str) -> Iterator[SqlRegistryStore]:
+    """One store on the session's PostgreSQL registry (its engine is reused by every test)."""
+    with SqlRegistryStore(pg_registry) as opened:
+        yield opened
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer, pg_registry: str) -> str:
+    """The session's PostgreSQL registry, emptied for this test."""
+    _empty_tables(pg_server, pg_registry)
     return pg_registry
 
 
@@ -82,7 +93,12 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlRegistryStore]:
-    with SqlRegistryStore(db_url) as opened:
-        yield opened
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest) -> Iterator[SqlRegistryStore]:
+    """An empty registry store, once per backend."""
+    if request.param == "sqlite":
+        with SqlRegistryStore(request.getfixturevalue("sqlite_url")) as opened:
+            yield opened
+        return
+    request.getfixturevalue("pg_url")  # empties the tables
+    yield request.getfixturevalue("pg_store")
