@@ -291,11 +291,14 @@ def _verify_token(run: _Appraiser, token: bytes, chain: ValidatedChain) -> eat.E
 
 # ---- 3. profile -------------------------------------------------------------------------------
 
+#: The claims the device profile requires (the same list as eat.check_device_profile's).
 _REQUIRED: tuple[tuple[str, str], ...] = (
     ("eat_nonce", "nonce"),
     ("ueid", "ueid"),
     ("iat", "iat"),
+    ("oemid", "oemid"),
     ("hwmodel", "hwmodel"),
+    ("swname", "swname"),
     ("swversion", "swversion"),
     ("dbgstat", "dbgstat"),
     ("oemboot", "oemboot"),

@@ -17,17 +17,25 @@ A TOKEN file holds the token's bytes, or the same bytes as hexadecimal text.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from edgetrust.attest import cose, schemes
+from edgetrust.attest import cose, eat, schemes
+from edgetrust.attest.dice import DiceMode
+from edgetrust.attest.identity import DeviceIdentity, Layer
 from edgetrust.attest.keys import load_verification_key
+from edgetrust.certs.builders import build_device_id_certificate
+from edgetrust.certs.ca import CertificateAuthority
+from edgetrust.certs.loading import read_private_key, write_certificates, write_private_key
 from edgetrust.cli.reporting import EXIT_INVALID, EXIT_OK, emit_json, fail, hexbytes
-from edgetrust.errors import ConfigError, EvidenceError
+from edgetrust.errors import ConfigError, Error, EvidenceError
 
 _HEX_TEXT = re.compile(rb"\s*(?:[0-9a-fA-F]{2}\s*)+")
 _MAX_INPUT = 1 << 20
@@ -206,6 +214,224 @@ def _verdict(
         click.echo(f"valid: {scheme} token" + (f", profile {profile}" if profile else ""))
     else:
         click.echo(f"invalid: {error}")
+
+
+# ---- make -------------------------------------------------------------------------------------
+
+
+def _pairs(option: str, values: tuple[str, ...]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            fail(f"{option} expects NAME=VALUE, got {value!r}")
+        out.append((name, rest))
+    return out
+
+
+def _booted_from_uds(
+    *,
+    uds_file: str,
+    layers: tuple[str, ...],
+    components: tuple[str, ...],
+    svns: tuple[str, ...],
+    ca_dir: str | None,
+    product: str,
+    firmware_version: str,
+    oemid: bytes | None,
+    debug: bool,
+    secure_boot: bool,
+    now: dt.datetime,
+    out_dir: Path,
+) -> tuple[Any, tuple[eat.Measurement, ...], dict[str, Any]]:
+    """Boot a device from a UDS file and layer images (no device directory)."""
+    if not layers:
+        fail("--uds-file needs at least one --layer NAME=FILE (in boot order)")
+    svn: dict[str, int] = {}
+    for name, text in _pairs("--svn", svns):
+        if not text.isdigit():
+            fail(f"--svn {name}: not a non-negative integer: {text!r}")
+        svn[name] = int(text)
+    mode = DiceMode.DEBUG if debug else DiceMode.NORMAL
+    identity = DeviceIdentity.from_uds(_read(uds_file, "UDS"))
+    dice_layers = [
+        Layer(
+            name=name,
+            version=firmware_version,
+            svn=svn.get(name, 0),
+            code=_read(path, f"layer {name}"),
+            mode=mode,
+        )
+        for name, path in _pairs("--layer", layers)
+    ]
+    written: dict[str, Any] = {}
+    if ca_dir is not None:
+        ca = CertificateAuthority.load(ca_dir)
+    else:
+        ca = CertificateAuthority.create(subject="CN=edgetrust evidence make (ephemeral)", now=now)
+        root = out_dir / "root.pem"
+        write_certificates(root, [ca.anchor])
+        written["root"] = str(root)
+    device_id = build_device_id_certificate(
+        csr=identity.device_id_csr(),
+        issuer=ca,
+        ueid=identity.ueid,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=3650),
+    )
+    intermediates = ca.chain[:-1]
+    booted = identity.boot(dice_layers, device_id, intermediates=intermediates)
+    measurements = [
+        eat.Measurement(
+            name=m.name,
+            digest_alg="sha-256",
+            digest=m.digests["sha256"],
+            version=m.version,
+            svn=m.svn,
+            layer=m.index,
+        )
+        for m in booted.layers
+    ]
+    for name, path in _pairs("--component", components):
+        digest = hashlib.sha256(_read(path, f"component {name}")).digest()
+        measurements.append(eat.Measurement(name=name, digest_alg="sha-256", digest=digest))
+    claims = {
+        "ueid": identity.ueid,
+        "oemid": oemid,
+        "hwmodel": product.encode("utf-8"),
+        "swname": product,
+        "swversion": eat.Version(version=firmware_version),
+        "dbgstat": eat.DebugStatus.ENABLED if debug else eat.DebugStatus.DISABLED_PERMANENTLY,
+        "oemboot": secure_boot,
+    }
+    return booted, tuple(measurements), {"claims": claims, "written": written}
+
+
+@cli.command()
+@click.option("--device", "device_dir", metavar="DIR", help="A device directory (factory output).")
+@click.option("--uds-file", metavar="FILE", help="The device's UDS (32 or 64 bytes).")
+@click.option(
+    "--layer", "layers", multiple=True, metavar="NAME=FILE", help="A DICE layer image, boot order."
+)
+@click.option(
+    "--component", "components", multiple=True, metavar="NAME=FILE",
+    help="A measured component (application, model) that is not a DICE layer.",
+)  # fmt: skip
+@click.option("--svn", "svns", multiple=True, metavar="NAME=N", help="A layer's SVN [0].")
+@click.option("--ca", "ca_dir", metavar="DIR", help="Manufacturer CA issuing the DeviceID cert.")
+@click.option("--product", default="edgetrust-sim", show_default=True, help="Product (hwmodel).")
+@click.option("--firmware-version", default="1.0.0", show_default=True, help="swversion.")
+@click.option(
+    "--oemid", callback=hexbytes, default="ed9e75", show_default=True, metavar="HEX",
+    help="oemid: a 3-byte OUI or 16 random bytes.",
+)  # fmt: skip
+@click.option("--debug", is_flag=True, help="Boot in DICE debug mode; dbgstat enabled.")
+@click.option("--no-secure-boot", is_flag=True, help="oemboot false.")
+@click.option("--nonce", callback=hexbytes, metavar="HEX", help="The verifier's nonce [random].")
+@click.option("--tls-key", metavar="FILE", help="Private key named by cnf [new P-256 key].")
+@click.option("--at", "at", metavar="ISO8601", help="Issue time (iat) [now].")
+@click.option("--out", "out", required=True, metavar="FILE", help="Where to write the token.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def make(
+    *,
+    device_dir: str | None,
+    uds_file: str | None,
+    layers: tuple[str, ...],
+    components: tuple[str, ...],
+    svns: tuple[str, ...],
+    ca_dir: str | None,
+    product: str,
+    firmware_version: str,
+    oemid: bytes | None,
+    debug: bool,
+    no_secure_boot: bool,
+    nonce: bytes | None,
+    tls_key: str | None,
+    at: str | None,
+    out: str,
+    as_json: bool,
+) -> None:
+    """Boot a device and write an EAT of the device profile signed by its leaf alias key.
+
+    Next to the token: chain.pem (leaf first), chain-leaf.pem (so that `evidence verify --key
+    chain-leaf.pem` works), tls-key.pem (the key named by cnf, unless --tls-key) and, without
+    --ca or --device, root.pem (the ephemeral manufacturer root the DeviceID chains to).
+    """
+    if (device_dir is None) == (uds_file is None):
+        fail("give exactly one of --device DIR and --uds-file FILE")
+    if device_dir is not None and (layers or components or svns or ca_dir):
+        fail("--layer, --component, --svn and --ca go with --uds-file, not --device")
+    now = _parse_time(at)
+    out_path = Path(out)
+    out_dir = out_path.parent
+    nonce = nonce if nonce is not None else secrets.token_bytes(32)
+    try:
+        key = _tls_key(tls_key)
+        written: dict[str, Any] = {}
+        if device_dir is not None:
+            # Imported here: onboarding pulls in gRPC (~0.5 s) that show/verify do not need.
+            from edgetrust.onboarding.device import SimulatedDevice  # noqa: PLC0415
+
+            device = SimulatedDevice.open(device_dir)
+            state = device.boot()
+            token = device.evidence(state, nonce=nonce, tls_key=key, now=now)
+            chain = state.chain
+        else:
+            booted, measurements, extra = _booted_from_uds(
+                uds_file=uds_file or "",
+                layers=layers,
+                components=components,
+                svns=svns,
+                ca_dir=ca_dir,
+                product=product,
+                firmware_version=firmware_version,
+                oemid=oemid,
+                debug=debug,
+                secure_boot=not no_secure_boot,
+                now=now,
+                out_dir=out_dir,
+            )
+            claims = eat.EatClaims(
+                eat_profile=eat.DEVICE_PROFILE,
+                nonce=nonce,
+                iat=int(now.timestamp()),
+                cnf_key=key.public_key(),
+                measurements=measurements,
+                **extra["claims"],
+            )
+            token = eat.make_eat(claims, booted.leaf_key)
+            chain = booted.chain
+            written.update(extra["written"])
+        out_path.write_bytes(token)
+        write_certificates(out_dir / "chain.pem", chain)
+        write_certificates(out_dir / "chain-leaf.pem", chain[:1])
+        if tls_key is None:
+            write_private_key(out_dir / "tls-key.pem", key, overwrite=True)
+            written["tls_key"] = str(out_dir / "tls-key.pem")
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror or e}")
+    except Error as e:
+        fail(e)
+    written.update(
+        token=str(out_path),
+        chain=str(out_dir / "chain.pem"),
+        leaf=str(out_dir / "chain-leaf.pem"),
+        nonce=nonce.hex(),
+    )
+    if as_json:
+        emit_json(written)
+        return
+    for name, value in written.items():
+        click.echo(f"{name}: {value}")
+
+
+def _tls_key(path: str | None) -> ec.EllipticCurvePrivateKey:
+    if path is None:
+        return ec.generate_private_key(ec.SECP256R1())
+    key = read_private_key(path)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        fail(f"--tls-key {path}: the operational TLS key must be an EC key")
+    return key
 
 
 __all__ = ["cli", "read_token"]

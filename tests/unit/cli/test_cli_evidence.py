@@ -204,3 +204,197 @@ def test_show_garbage_exit_2(tmp_path: Path) -> None:
     code, _, err = invoke("show", garbage)
     assert code == 2
     assert err.startswith("error: ")
+
+
+# ---- make -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "uds": b"\x5a" * 32,
+        "bootloader": b"bootloader image",
+        "firmware": b"firmware image",
+        "model": b"model weights",
+    }
+    out = {}
+    for name, data in files.items():
+        out[name] = tmp_path / f"{name}.bin"
+        out[name].write_bytes(data)
+    return out
+
+
+def _make(images: dict[str, Path], out: Path, *extra: str) -> tuple[int, str, str]:
+    return invoke(
+        "make", "--uds-file", images["uds"], "--layer", f"bootloader={images['bootloader']}",
+        "--layer", f"firmware={images['firmware']}", "--component", f"model={images['model']}",
+        "--svn", "bootloader=2", "--svn", "firmware=3", "--nonce", NONCE.hex(),
+        "--at", NOW.isoformat(), "--out", out, *extra,
+    )  # fmt: skip
+
+
+def test_make_then_verify_with_chain_leaf(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out" / "token.cbor"
+    out.parent.mkdir()
+    code, stdout, _ = _make(images, out, "--json")
+    assert code == 0
+    written = json.loads(stdout)
+    assert written["nonce"] == NONCE.hex()
+    for name in ("token", "chain", "leaf", "root", "tls_key"):
+        assert Path(written[name]).exists(), name
+    assert (out.parent / "tls-key.pem").stat().st_mode & 0o077 == 0
+    code, stdout, _ = invoke(
+        "verify", out, "--key", out.parent / "chain-leaf.pem", "--nonce", NONCE.hex(),
+        "--at", NOW.isoformat(), "--json",
+    )  # fmt: skip
+    assert code == 0
+    verdict = json.loads(stdout)
+    assert list(verdict) == VERIFY_KEYS
+    assert verdict["scheme"] == "edgetrust-device-eat"
+    assert verdict["profile"] == eat.DEVICE_PROFILE
+    names = [m["name"] for m in verdict["claims"]["measurements"]]
+    assert names == ["bootloader", "firmware", "model"]
+    # the root is not the signer
+    code, _, _ = invoke("verify", out, "--key", out.parent / "root.pem", "--at", NOW.isoformat())
+    assert code == 1
+
+
+def test_made_token_appraises_affirming(images: dict[str, Path], tmp_path: Path) -> None:
+    from edgetrust.attest.appraisal import appraise
+    from edgetrust.attest.reference import (
+        DigestAlgorithm,
+        FirmwareReference,
+        LayerReference,
+        ProductReference,
+        ReferenceValues,
+    )
+    from edgetrust.certs.loading import read_certificates, read_trust_anchors
+
+    out = tmp_path / "token.cbor"
+    assert _make(images, out)[0] == 0
+    algs = (DigestAlgorithm.SHA256, DigestAlgorithm.SHA384)
+    refs = ReferenceValues(
+        products=(
+            ProductReference(
+                product="edgetrust-sim",
+                oemid=bytes.fromhex("ed9e75"),
+                svn_min={"bootloader": 2, "firmware": 3},
+                firmware=(
+                    FirmwareReference(
+                        version="1.0.0",
+                        layers=(
+                            LayerReference.of_code(
+                                "bootloader", images["bootloader"].read_bytes(), algorithms=algs
+                            ),
+                            LayerReference.of_code(
+                                "firmware", images["firmware"].read_bytes(), algorithms=algs
+                            ),
+                            LayerReference.of_code(
+                                "model", images["model"].read_bytes(), dice=False
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        )
+    )
+    result = appraise(
+        chain_certs=read_certificates(tmp_path / "chain.pem"),
+        token=out.read_bytes(),
+        anchors=read_trust_anchors(tmp_path / "root.pem"),
+        reference_values=refs,
+        expected_nonce=NONCE,
+        now=NOW + dt.timedelta(seconds=1),
+    )
+    assert result.reasons == ()
+    assert result.affirming
+
+
+def test_make_debug_is_refused_by_appraisal_flags(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "token.cbor"
+    assert _make(images, out, "--debug")[0] == 0
+    code, stdout, _ = invoke("show", out, "--json")
+    assert code == 0
+    assert json.loads(stdout)["claims"]["dbgstat"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "exactly one of --device DIR and --uds-file FILE"),
+        (["--device", "x", "--uds-file", "y"], "exactly one of --device"),
+        (["--uds-file", "{uds}"], "at least one --layer"),
+        (["--uds-file", "{uds}", "--layer", "bootloader"], "--layer expects NAME=VALUE"),
+        (["--uds-file", "{uds}", "--layer", "b={tmp}/absent.bin"], "cannot read layer b file"),
+        (["--uds-file", "{tmp}/absent", "--layer", "b={uds}"], "cannot read UDS file"),
+    ],
+)
+def test_make_usage_errors_exit_2(
+    images: dict[str, Path], tmp_path: Path, args: list[str], message: str
+) -> None:
+    filled = [a.format(uds=images["uds"], tmp=tmp_path) for a in args]
+    code, _, err = invoke("make", *filled, "--out", tmp_path / "t.cbor")
+    assert code == 2
+    assert message in err
+    assert err.startswith("error: ")
+
+
+def test_make_bad_uds_length_exit_2(tmp_path: Path, images: dict[str, Path]) -> None:
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"\x01" * 7)
+    code, _, err = invoke(
+        "make", "--uds-file", short, "--layer", f"b={images['bootloader']}", "--out",
+        tmp_path / "t.cbor",
+    )  # fmt: skip
+    assert code == 2
+    assert "UDS" in err
+
+
+def test_make_from_device_directory(images: dict[str, Path], tmp_path: Path) -> None:
+    from edgetrust.attest.identity import DeviceIdentity
+    from edgetrust.certs.builders import build_device_id_certificate
+    from edgetrust.certs.ca import CertificateAuthority
+    from edgetrust.certs.loading import write_certificates
+    from edgetrust.onboarding.device import ComponentFile, DeviceManifest, LayerFile
+
+    device = tmp_path / "device"
+    (device / "firmware").mkdir(parents=True)
+    (device / "components").mkdir()
+    uds = images["uds"].read_bytes()
+    (device / "uds.bin").write_bytes(uds)
+    (device / "uds.bin").chmod(0o600)
+    for name in ("bootloader", "firmware"):
+        (device / "firmware" / f"{name}.bin").write_bytes(images[name].read_bytes())
+    (device / "components" / "model.bin").write_bytes(images["model"].read_bytes())
+    identity = DeviceIdentity.from_uds(uds)
+    ca = CertificateAuthority.create(now=NOW - dt.timedelta(days=1))
+    device_id = build_device_id_certificate(
+        csr=identity.device_id_csr(),
+        issuer=ca,
+        ueid=identity.ueid,
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=365),
+    )
+    write_certificates(device / "device-id.pem", [device_id])
+    DeviceManifest(
+        ueid=identity.ueid,
+        product="edgetrust-sim",
+        firmware_version="1.0.0",
+        oemid=bytes.fromhex("ed9e75"),
+        layers=(
+            LayerFile(name="bootloader", file="firmware/bootloader.bin", version="1", svn=1),
+            LayerFile(name="firmware", file="firmware/firmware.bin", version="1", svn=1),
+        ),
+        components=(ComponentFile(name="model", file="components/model.bin", version="1"),),
+    ).save(device)
+    out = tmp_path / "token.cbor"
+    code, _, err = invoke(
+        "make", "--device", device, "--nonce", NONCE.hex(), "--at", NOW.isoformat(), "--out", out
+    )
+    assert code == 0, err
+    code, stdout, _ = invoke(
+        "verify", out, "--key", tmp_path / "chain-leaf.pem", "--nonce", NONCE.hex(),
+        "--at", NOW.isoformat(), "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(stdout)["claims"]["ueid"] == identity.ueid.hex()
