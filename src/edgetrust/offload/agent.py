@@ -40,6 +40,8 @@ from typing import Any, NoReturn
 import grpc
 import numpy as np
 import numpy.typing as npt
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -382,6 +384,41 @@ def _read_pem(path: Path, what: str) -> bytes:
     return data
 
 
+def _feed_credentials(
+    config: AgentConfig, key: bytes, cert: bytes, client_ca: bytes
+) -> grpc.ChannelCredentials:
+    """TLS to the verifier's feed port: revocation.ca/cert/key, defaulting to the agent's own."""
+    feed = config.revocation
+    if (feed.cert is None) != (feed.key is None):
+        raise ConfigError("revocation.cert and revocation.key go together")
+    if feed.cert is not None and feed.key is not None:
+        cert = _read_pem(feed.cert, "feed client certificate")
+        key = _read_pem(feed.key, "feed client key")
+    ca = _read_pem(feed.ca, "verifier CA") if feed.ca is not None else client_ca
+    _require_client_auth(cert, "revocation.cert" if feed.cert else "tls.cert")
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+
+
+def _require_client_auth(pem: bytes, where: str) -> None:
+    """The verifier's feed port checks clientAuth: say so now rather than fail every handshake."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError as e:
+        raise KeyFileError(f"{where} does not parse as a PEM certificate") from e
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return  # no EKU: any purpose
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
+        raise ConfigError(
+            f"{where} has no clientAuth extended key usage, so the verifier's revocation feed "
+            "(mutual TLS) will refuse it",
+            hint="issue the agent a client certificate and set revocation.cert / revocation.key",
+        )
+
+
 def load_models(config: AgentConfig) -> dict[str, tuple[OnnxModel, Preprocessing, str]]:
     """Load the configured catalog entries (hash-checked) with the configured runtime settings."""
     catalog = load_catalog(config.catalog) if config.catalog else bundled_catalog()
@@ -423,7 +460,7 @@ class Agent:
         if feed is None:
             feed = feed_from_spec(
                 config.revocation.feed,
-                credentials_factory=lambda: self._feed_credentials(key, cert, client_ca),
+                credentials_factory=lambda: _feed_credentials(config, key, cert, client_ca),
                 heartbeat_interval_ms=config.revocation.heartbeat_interval_ms,
                 server_name=config.revocation.server_name,
             )
@@ -502,12 +539,6 @@ class Agent:
         self.port: int = port
         self.host = config.listen.rpartition(":")[0]
         self._started = False
-
-    @staticmethod
-    def _feed_credentials(key: bytes, cert: bytes, client_ca: bytes) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=client_ca, private_key=key, certificate_chain=cert
-        )
 
     @property
     def address(self) -> str:

@@ -1,5 +1,7 @@
 """Real agents on 127.0.0.1 (ephemeral ports, real mTLS, real onnxruntime on the bundled digits
-model), a throw-away cluster PKI, and a revocation feed file the agents follow."""
+model), a throw-away cluster PKI made with the certs package (CertificateAuthority,
+build_operational_certificate, build_server_certificate), and a revocation feed file the agents
+follow."""
 
 from __future__ import annotations
 
@@ -12,23 +14,26 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgetrust._proto.edgetrust.v1 import inference_pb2_grpc
+from edgetrust.certs.builders import (
+    build_operational_certificate,
+    build_server_certificate,
+    spiffe_id,
+)
+from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.errors import UnavailableError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.authz import ModelPermissions
 from edgetrust.offload.batching import BatchSettings
 from edgetrust.offload.config import AgentConfig, FeedConfig, TlsPaths
 from edgetrust.offload.feed import FileRevocationFeed, RevocationEvent, RevocationKind
-from tests.unit.offload.pki import (
-    TRUST_DOMAIN,
-    Issued,
-    issue_device,
-    issue_server,
-    make_ca,
-)
 
 MODEL = "digits-mnv3"
+TRUST_DOMAIN = "edgetrust.test"
 
 
 @dataclass(frozen=True)
@@ -38,32 +43,70 @@ class Creds:
     ca: Path
 
 
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+           ) -> tuple[Path, Path]:  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    cert_path.write_bytes(_pem(cert))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def operational(
+    ca: CertificateAuthority, identity: str, *, now: datetime | None = None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """An operational client certificate for ``identity`` (a SPIFFE ID), from a CSR."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    cert = build_operational_certificate(
+        csr=csr, issuer=ca, spiffe_id=identity, lifetime=timedelta(hours=1), now=now
+    )
+    return cert, key
+
+
 @dataclass
 class Pki:
     root: Path
-    ca: Issued
+    ca: CertificateAuthority
     ca_path: Path
-    agent_cert: Path
+    agent_cert: Path  # serverAuth only (build_server_certificate)
     agent_key: Path
+    feed_client_cert: Path  # the agent's client identity for the verifier's feed port
+    feed_client_key: Path
     devices: dict[str, Creds] = field(default_factory=dict)
     _ueids: Iterator[int] = field(default_factory=lambda: itertools.count(0x100))
 
     def device(
         self,
         *,
-        ca: Issued | None = None,
-        not_before: datetime | None = None,
-        not_after: datetime | None = None,
+        ca: CertificateAuthority | None = None,
+        now: datetime | None = None,
         ueid: str | None = None,
     ) -> tuple[str, Creds]:
         """A fresh device (new UEID unless given) with an operational certificate."""
         ueid = ueid or format(next(self._ueids), "08x")
-        issued = issue_device(
-            ca or self.ca, ueid, trust_domain=TRUST_DOMAIN, not_before=not_before,
-            not_after=not_after,
-        )  # fmt: skip
-        cert, key = issued.write(self.root / "devices", f"{ueid}-{issued.cert.serial_number:x}")
-        creds = Creds(cert=cert, key=key, ca=self.ca_path)
+        cert, key = operational(
+            ca or self.ca, spiffe_id(TRUST_DOMAIN, bytes.fromhex(ueid)), now=now
+        )
+        cert_path, key_path = _write(
+            self.root / "devices", f"{ueid}-{cert.serial_number:x}", cert, key
+        )
+        creds = Creds(cert=cert_path, key=key_path, ca=self.ca_path)
         self.devices[ueid] = creds
         return ueid, creds
 
@@ -71,25 +114,41 @@ class Pki:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root = tmp_path_factory.mktemp("pki")
-    ca = make_ca()
+    ca = CertificateAuthority.create(subject="CN=edgetrust test cluster CA")
     ca_path = root / "cluster-ca.crt"
-    ca_path.write_bytes(ca.cert_pem)
-    agent_cert, agent_key = issue_server(ca).write(root, "agent")
-    return Pki(root=root, ca=ca, ca_path=ca_path, agent_cert=agent_cert, agent_key=agent_key)
+    ca_path.write_bytes(_pem(ca.anchor))
+    agent_key = ec.generate_private_key(ec.SECP256R1())
+    agent_cert = build_server_certificate(
+        public_key=agent_key.public_key(),
+        issuer=ca,
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+    )
+    cert_path, key_path = _write(root, "agent", agent_cert, agent_key)
+    feed_cert, feed_key = operational(ca, f"spiffe://{TRUST_DOMAIN}/agent/test")
+    feed_cert_path, feed_key_path = _write(root, "agent-feed-client", feed_cert, feed_key)
+    return Pki(
+        root=root,
+        ca=ca,
+        ca_path=ca_path,
+        agent_cert=cert_path,
+        agent_key=key_path,
+        feed_client_cert=feed_cert_path,
+        feed_client_key=feed_key_path,
+    )
 
 
 @pytest.fixture(scope="session")
 def foreign_creds(pki: Pki) -> Creds:
     """A device certificate from another CA (same SPIFFE shape)."""
-    other = make_ca("some other CA")
+    other = CertificateAuthority.create(subject="CN=some other CA")
     _, creds = pki.device(ca=other)
     return creds
 
 
 @pytest.fixture(scope="session")
 def expired_creds(pki: Pki) -> Creds:
-    now = datetime.now(UTC)
-    _, creds = pki.device(not_before=now - timedelta(hours=2), not_after=now - timedelta(hours=1))
+    _, creds = pki.device(now=datetime.now(UTC) - timedelta(hours=2))  # lived 1 h, until 1 h ago
     return creds
 
 

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from edgetrust._proto.edgetrust.v1 import inference_pb2, inference_pb2_grpc, revocation_pb2_grpc
-from edgetrust.errors import OverloadedError, UnavailableError
+from edgetrust.errors import ConfigError, OverloadedError, UnavailableError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.batching import BatchSettings
 from edgetrust.offload.client import Classifier
@@ -264,15 +264,15 @@ def feed_server(pki: Pki) -> Iterator[tuple[FeedServer, int]]:
     server.stop(0.5).wait()
 
 
-def grpc_feed_config(base: AgentConfig, target: str, staleness: float = 30.0) -> AgentConfig:
+def grpc_feed_config(pki: Pki, base: AgentConfig, target: str) -> AgentConfig:
     return AgentConfig(
         listen=base.listen,
         trust_domain=base.trust_domain,
         tls=base.tls,
         models=base.models,
         revocation=FeedConfig(
-            feed=target, max_staleness_s=staleness, heartbeat_interval_ms=200,
-            server_name="localhost",
+            feed=target, heartbeat_interval_ms=200, server_name="localhost",
+            cert=pki.feed_client_cert, key=pki.feed_client_key,
         ),
     )  # fmt: skip
 
@@ -281,7 +281,7 @@ def test_revocation_followed_over_grpc_with_mtls(
     pki: Pki, revoker: Revoker, feed_server: tuple[FeedServer, int]
 ) -> None:
     servicer, port = feed_server
-    config = grpc_feed_config(agent_config(pki, revoker), f"127.0.0.1:{port}")
+    config = grpc_feed_config(pki, agent_config(pki, revoker), f"127.0.0.1:{port}")
     running = start_agent(config)
     try:
         ueid, creds = pki.device()
@@ -308,7 +308,7 @@ def test_revocation_followed_over_grpc_with_mtls(
 def test_agent_whose_feed_is_unreachable_refuses_calls(
     pki: Pki, revoker: Revoker, device: Creds
 ) -> None:
-    config = grpc_feed_config(agent_config(pki, revoker), f"127.0.0.1:{closed_port()}")
+    config = grpc_feed_config(pki, agent_config(pki, revoker), f"127.0.0.1:{closed_port()}")
     running = Agent(config).start()  # fail closed: never synchronised
     try:
         with secure_channel(running.address, device) as channel:
@@ -319,3 +319,18 @@ def test_agent_whose_feed_is_unreachable_refuses_calls(
         assert "revocation feed" in info.value.details()  # type: ignore[attr-defined]
     finally:
         running.stop(grace=0.2)
+
+
+def test_server_only_certificate_for_the_grpc_feed_is_a_config_error(
+    pki: Pki, revoker: Revoker
+) -> None:
+    base = agent_config(pki, revoker)  # tls.cert comes from build_server_certificate
+    config = AgentConfig(
+        listen=base.listen,
+        trust_domain=base.trust_domain,
+        tls=base.tls,
+        models=base.models,
+        revocation=FeedConfig(feed=f"127.0.0.1:{closed_port()}"),
+    )
+    with pytest.raises(ConfigError, match="no clientAuth extended key usage"):
+        Agent(config)

@@ -117,7 +117,11 @@ def test_agent_follows_the_verifier_feed(
         tls=base.tls,
         models=base.models,
         revocation=FeedConfig(
-            feed=str(server.feed_address), heartbeat_interval_ms=200, server_name="localhost"
+            feed=str(server.feed_address),
+            heartbeat_interval_ms=200,
+            server_name="localhost",
+            cert=pki.feed_client_cert,
+            key=pki.feed_client_key,
         ),
     )
     agent = start_agent(config)
