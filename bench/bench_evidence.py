@@ -36,8 +36,8 @@ import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pycose.keys.ec2 import EC2Key
 from pycose.keys.curves import P256
+from pycose.keys.ec2 import EC2Key
 from pycose.messages.sign1message import Sign1Message as PycoseSign1
 
 from edgetrust.attest import cbor, cose, eat
@@ -50,7 +50,7 @@ from edgetrust.attest.reference import (
     ProductReference,
     ReferenceValues,
 )
-from edgetrust.certs.builders import build_alias_certificate, build_device_id_certificate
+from edgetrust.certs.builders import build_device_id_certificate
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.certs.chain import validate_chain
 
@@ -96,23 +96,12 @@ def device_evidence() -> dict[str, object]:
     device_id = build_device_id_certificate(
         csr=identity.device_id_csr(), issuer=ca, ueid=identity.ueid, not_before=start, not_after=end
     )
-    layers = identity.derive(
-        [Layer(name=n, version="1.0", svn=3, code=c) for n, c in CODE.items()], vendor="bench"
+    booted = identity.boot(
+        [Layer(name=n, version="1.0", svn=3, code=c) for n, c in CODE.items()],
+        device_id,
+        vendor="bench",
     )
-    chain = [device_id]
-    issuer_key, issuer_name = identity.device_id_key, device_id.subject
-    for i, layer in enumerate(layers):
-        cert = build_alias_certificate(
-            subject_key=layer.alias_key,
-            issuer_key=issuer_key,
-            issuer_name=issuer_name,
-            tcb_info=layer.measurement.tcb_info(),
-            is_ca=i < len(layers) - 1,
-            not_before=start,
-            not_after=end,
-        )
-        chain.append(cert)
-        issuer_key, issuer_name = layer.alias_key, cert.subject
+    layers = booted.derived
     measurements = [
         eat.Measurement(
             name=d.measurement.name,
@@ -140,7 +129,7 @@ def device_evidence() -> dict[str, object]:
         cnf_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
         measurements=tuple(measurements),
     )
-    leaf_key = layers[-1].alias_key
+    leaf_key = booted.leaf_key
     references = ReferenceValues(
         products=(
             ProductReference(
@@ -167,7 +156,7 @@ def device_evidence() -> dict[str, object]:
     )
     return {
         "ca": ca,
-        "chain": chain[::-1],
+        "chain": list(booted.chain),
         "token": eat.make_eat(claims, leaf_key),
         "leaf_key": leaf_key,
         "references": references,

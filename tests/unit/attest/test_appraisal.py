@@ -1,8 +1,8 @@
 """appraise(): one test per rejection reason (reason code + contraindicated tier), and the pass.
 
 The device is built with the real pieces: a manufacturer CA (certs.ca), a DICE identity from a
-UDS (attest.identity), the DeviceID and alias certificates (certs.builders) and an EAT signed by
-the leaf alias key (attest.eat).
+UDS and its boot with alias certificates (attest.identity), the DeviceID certificate
+(certs.builders) and an EAT signed by the leaf alias key (attest.eat).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from edgetrust.attest.reference import (
     ProductReference,
     ReferenceValues,
 )
-from edgetrust.certs.builders import build_alias_certificate, build_device_id_certificate
+from edgetrust.certs.builders import build_device_id_certificate
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.errors import (
     AlgorithmError,
@@ -93,7 +93,7 @@ def boot(
         not_before=start,
         not_after=end,
     )
-    layers = identity.derive(
+    booted = identity.boot(
         [
             Layer(
                 name=name,
@@ -104,27 +104,14 @@ def boot(
             )
             for name in ("bootloader", "firmware")
         ],
+        device_id,
         vendor="edgetrust",
     )
-    chain = [device_id]
-    issuer_key, issuer_name = identity.device_id_key, device_id.subject
-    for i, layer in enumerate(layers):
-        cert = build_alias_certificate(
-            subject_key=layer.alias_key,
-            issuer_key=issuer_key,
-            issuer_name=issuer_name,
-            tcb_info=layer.measurement.tcb_info(),
-            is_ca=i < len(layers) - 1,
-            not_before=start,
-            not_after=end,
-        )
-        chain.append(cert)
-        issuer_key, issuer_name = layer.alias_key, cert.subject
     return Device(
         ca=ca,
         identity=identity,
-        layers=layers,
-        chain=chain[::-1],
+        layers=booted.derived,
+        chain=list(booted.chain),
         tls_key=ec.generate_private_key(ec.SECP256R1()),
     )
 
