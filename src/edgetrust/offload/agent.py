@@ -28,6 +28,7 @@ of the decoded payload answers the same.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -237,13 +238,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         if classes is not None:
             top_k = min(top_k, classes)
         if served.batcher is None:
-            sample = self._decode(request, served)
+            sample = sample_from_request(
+                request, served.preprocessing, max_payload_bytes=self._max_payload
+            )
             started = time.perf_counter()
             probs = served.model.run(sample[np.newaxis])[0]
             queue_s, run_s, batch_size = 0.0, time.perf_counter() - started, 1
         else:
             with served.batcher.expect() as slot:
-                sample = self._decode(request, served)
+                sample = sample_from_request(
+                    request, served.preprocessing, max_payload_bytes=self._max_payload
+                )
                 remaining = context.time_remaining()
                 deadline = time.monotonic() + remaining if remaining is not None else None
                 future = slot.submit(sample, deadline=deadline)
@@ -267,46 +272,50 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
             request_id=request.request_id,
         )
 
-    def _decode(self, request: Any, served: ServedModel) -> npt.NDArray[np.float32]:
-        """The preprocessed sample ``(C, H, W)`` of one request."""
-        which = request.WhichOneof("input")
-        if which is None:
-            raise InvalidRequestError("the request has no input: set image or tensor")
-        if which == "image":
-            data = bytes(request.image)
-            if len(data) > self._max_payload:
-                raise OversizeError(f"image is {len(data)} bytes (limit {self._max_payload})")
-            sample: npt.NDArray[np.float32] = to_tensor(
-                data, served.preprocessing, max_bytes=self._max_payload
-            )[0]
-            return sample
-        tensor = request.tensor
-        dtype = _STATUS_DTYPES.get(tensor.dtype)
-        if dtype is None:
-            raise InvalidRequestError(
-                "tensor dtype must be UINT8 (pixels) or FLOAT32 (preprocessed)"
-            )
-        shape = tuple(int(d) for d in tensor.shape)
-        if not 2 <= len(shape) <= 4 or any(d < 1 for d in shape):
-            raise InvalidRequestError(f"tensor shape {list(shape)} is not an image shape")
-        if len(tensor.data) > self._max_payload:
-            raise OversizeError(f"tensor is {len(tensor.data)} bytes (limit {self._max_payload})")
-        expected = int(np.prod(shape)) * dtype.itemsize
-        if len(tensor.data) != expected:
-            raise InvalidRequestError(
-                f"tensor data is {len(tensor.data)} bytes; shape {list(shape)} of {dtype} "
-                f"needs {expected}"
-            )
-        array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
-        if dtype == np.float32 and shape != served.preprocessing.sample_shape:
-            raise InvalidRequestError(
-                f"a float32 tensor must have the model's sample shape "
-                f"{list(served.preprocessing.sample_shape)}, got {list(shape)}"
-            )
-        result: npt.NDArray[np.float32] = to_tensor(
-            array, served.preprocessing, max_bytes=self._max_payload
+
+def sample_from_request(
+    request: Any, preprocessing: Preprocessing, *, max_payload_bytes: int
+) -> npt.NDArray[np.float32]:
+    """The preprocessed sample ``(C, H, W)`` of one ``ClassifyRequest``.
+
+    Raises only :class:`~edgetrust.errors.EvidenceError` subclasses for bad input
+    (InvalidRequestError, OversizeError): the request is the caller's.
+    """
+    which = request.WhichOneof("input")
+    if which is None:
+        raise InvalidRequestError("the request has no input: set image or tensor")
+    if which == "image":
+        data = bytes(request.image)
+        if len(data) > max_payload_bytes:
+            raise OversizeError(f"image is {len(data)} bytes (limit {max_payload_bytes})")
+        sample: npt.NDArray[np.float32] = to_tensor(
+            data, preprocessing, max_bytes=max_payload_bytes
         )[0]
-        return result
+        return sample
+    tensor = request.tensor
+    dtype = _STATUS_DTYPES.get(tensor.dtype)
+    if dtype is None:
+        raise InvalidRequestError("tensor dtype must be UINT8 (pixels) or FLOAT32 (preprocessed)")
+    shape = tuple(int(d) for d in tensor.shape)
+    if not 2 <= len(shape) <= 4 or any(d < 1 for d in shape):
+        raise InvalidRequestError(f"tensor shape {list(shape)} is not an image shape")
+    data = bytes(tensor.data)
+    if len(data) > max_payload_bytes:
+        raise OversizeError(f"tensor is {len(data)} bytes (limit {max_payload_bytes})")
+    expected = math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
+    if len(data) != expected:
+        raise InvalidRequestError(
+            f"tensor data is {len(data)} bytes; shape {list(shape)} of {dtype} needs {expected}"
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if dtype == np.float32 and shape != preprocessing.sample_shape:
+        raise InvalidRequestError(
+            f"a float32 tensor must have the model's sample shape "
+            f"{list(preprocessing.sample_shape)}, got {list(shape)}"
+        )
+    batch = to_tensor(array, preprocessing, max_bytes=max_payload_bytes)
+    result: npt.NDArray[np.float32] = batch[0]
+    return result
 
 
 _END = object()
