@@ -16,7 +16,8 @@ Chain validation, on a 4-level P-256 DICE chain built by the real device model (
   cryptography's path validator, the DICE-strict rules on top, TcbInfo / UEID decoding
   (decoded extensions cached by their bytes, as in a verifier that sees one fleet);
 * ``validate_chain, cold`` -- the same with the decode caches cleared before every call
-  (every TcbInfo decoded by pyasn1 and re-encoded for the DER check);
+  (every TcbInfo decoded by pyasn1 and re-encoded for the DER check); and ``new device``, only
+  the UEID cache cleared (a fleet on known firmware: TcbInfo bytes repeat, UEIDs do not);
 * floor 1, bare path validation -- ``PolicyBuilder().store(...).time(now).extension_policies(...)
   .build_client_verifier().verify(leaf, intermediates)`` on the same chain (a verifier is built
   per call, as ``now`` changes per call; the extension policies are the least that accepts a
@@ -237,10 +238,15 @@ def bench_chain(count: int, seconds: float) -> None:
         _clear_decode_caches()
         return validate_chain(certs, [root], NOW)
 
+    def new_device() -> object:
+        dice_ext._decode_ueid.cache_clear()  # known firmware (TcbInfo cached), unseen UEID
+        return validate_chain(certs, [root], NOW)
+
     ed_root, ed_certs = dice_chain(dice.KeyAlg.ED25519)
     contenders: dict[str, Callable[[], object]] = {
         "validate_chain": lambda: validate_chain(certs, [root], NOW),
         "validate_chain, cold decode caches": cold,
+        "validate_chain, new device (UEID cold)": new_device,
         "floor 1: bare path validation": bare,
         "  (verify on a prebuilt verifier)": lambda: prebuilt.verify(leaf, intermediates),
         "floor 2: raw ECDSA verify x3": raw_ecdsa,
@@ -261,6 +267,10 @@ def bench_chain(count: int, seconds: float) -> None:
     print(
         f"  ratio validate_chain, cold / bare            "
         f"{ratio('validate_chain, cold decode caches', 'floor 1: bare path validation'):.2f}x"
+    )
+    print(
+        f"  ratio validate_chain, new device / bare      "
+        f"{ratio('validate_chain, new device (UEID cold)', 'floor 1: bare path validation'):.2f}x"
     )
     print(
         f"  ratio validate_chain / raw ECDSA x3          "
