@@ -229,7 +229,7 @@ def event_from_json(line: str, *, where: str = "revocation feed") -> RevocationE
         raise MalformedError(f"{where}: seq and a known kind are required") from e
     fields = {k: raw.get(k, "") for k in ("ueid_hex", "serial_hex", "reason")}
     at = raw.get("revoked_at_unix_ms", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(at, int):
+    if any(not isinstance(v, int) or isinstance(v, bool) for v in (seq, at)):
         raise MalformedError(f"{where}: seq and revoked_at_unix_ms must be integers")
     if not all(isinstance(v, str) for v in fields.values()):
         raise MalformedError(f"{where}: ueid_hex, serial_hex and reason must be strings")

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgetrust._proto.edgetrust.v1 import revocation_pb2
 from edgetrust.errors import ConfigError, MalformedError, UnavailableError
@@ -183,3 +185,24 @@ def test_follower_reconnects_from_the_last_applied_seq() -> None:
     finally:
         follower.stop()
     assert feed.asked[:2] == [0, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    line=st.one_of(
+        st.text(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["seq", "kind", "ueid_hex", "serial_hex", "reason", "extra"]),
+            st.one_of(
+                st.integers(), st.text(max_size=10), st.none(), st.booleans(),
+                st.sampled_from(["device", "certificate", "heartbeat", "0a0b", "1f"]),
+            ),
+        ).map(json.dumps),
+    )
+)  # fmt: skip
+def test_any_json_line_gives_an_event_or_malformed(line: str) -> None:
+    try:
+        event = event_from_json(line)
+    except MalformedError:
+        return
+    assert event_from_json(event_to_json(event)) == event
