@@ -51,7 +51,9 @@ Fields:
 * ``products[].firmware[]``: one entry per endorsed firmware version (the evidence's ``swversion``).
   ``debug`` is ``"forbidden"`` (default) or ``"allowed"``; ``secure_boot`` is ``"required"``
   (default) or ``"optional"``.
-* ``layers[]``: ``name`` (the layer / measured component name), ``digests`` (algorithm -> hex
+* ``layers[]``: ``name`` (the layer / measured component name: it must equal the token's
+  measurement name and, for DICE layers, the ``model`` of the layer's TcbInfo -- attest.identity
+  uses the layer name for both), ``digests`` (algorithm -> hex
   digest; ``sha256``, ``sha384`` or ``sha512``, at least one) and ``dice`` (default ``true``):
   whether the layer is a DICE layer whose alias certificate carries a TcbInfo whose FWIDs must match
   the same digests. Components measured only in the token (the loaded application, the model) use
