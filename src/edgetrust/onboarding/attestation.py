@@ -282,10 +282,11 @@ class AttestationService:
             return self._refusal(result, *burnt)
         device_id = _device_id_certificate(request.chain, result.ueid)
         if device_id is None:
-            self._burn(claim, now)
+            burnt = self._burn(claim, now)
             return self._refusal(
                 result,
                 ("chain_ueid_ambiguous", Category.INSTANCE_IDENTITY, Claim.UNTRUSTWORTHY_INSTANCE),
+                *burnt,
             )
         try:
             issued = self._certifier.issue(
@@ -300,8 +301,8 @@ class AttestationService:
             # Consumed (or refused) atomically with the issuance: nothing else to undo.
             return self._refusal(result, _nonce_finding(e))
         except EvidenceError as e:
-            self._burn(claim, now)
-            return self._refusal(result, _issuance_finding(e))
+            burnt = self._burn(claim, now)
+            return self._refusal(result, _issuance_finding(e), *burnt)
         ear = sign_ear(result, self._ear_key, kid=self.settings.ear_kid)
         return AttestationOutcome(
             ear=ear.encode("ascii"),
@@ -356,8 +357,6 @@ def _routing_claims(evidence: bytes) -> eat.EatClaims:
     """Decode (never trust) the EAT: undecodable evidence is malformed, nothing is stored."""
     try:
         _, claims = eat.decode_eat(evidence)
-    except MalformedError:
-        raise
     except EvidenceError as e:
         raise MalformedError(f"evidence is not a decodable EAT: {e.message}") from e
     return claims

@@ -278,11 +278,17 @@ class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[mis
             outcome = self._core.attest(decoded)
         except Error as e:
             code = _status_for(e)
-            self._metrics.bump("attest_refused" if isinstance(e, EvidenceError) else "attest_error")
-            _log.warning(
-                "attest failed session=%s peer=%s status=%s: %s",
-                session, peer, code.name, e.message,
-                extra={"event": "attest", "outcome": "error", "status": code.name},
+            kind = {
+                grpc.StatusCode.INVALID_ARGUMENT: "malformed",
+                grpc.StatusCode.RESOURCE_EXHAUSTED: "malformed",
+                grpc.StatusCode.PERMISSION_DENIED: "refused",
+            }.get(code, "error")
+            self._metrics.bump(f"attest_{kind}")
+            log = _log.info if kind != "error" else _log.warning
+            log(
+                "attest %s session=%s peer=%s status=%s: %s",
+                kind, session, peer, code.name, e.message,
+                extra={"event": "attest", "outcome": kind, "status": code.name},
             )  # fmt: skip
             _abort(context, code, e.message)
         except Exception:  # noqa: BLE001 - last resort: a bug must become INTERNAL, not a hang
@@ -357,12 +363,22 @@ class _RevocationsServicer(revocation_pb2_grpc.RevocationsServicer):  # type: ig
         self._require_client_cert = require_client_cert
 
     def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
-        if self._require_client_cert and not context.peer_identities():
+        identities = [
+            i.decode(errors="replace") if isinstance(i, bytes) else str(i)
+            for i in context.peer_identities() or ()
+        ]
+        if self._require_client_cert and not identities:
             _abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 "the revocation feed needs a client certificate from the cluster CA "
                 "(connect to the feed port)",
+            )
+        if any(i.startswith("spiffe://") and "/device/" in i for i in identities):
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "a device certificate is not an agent's: the revocation feed is for agents",
             )
         settings = self._settings
         after: int = int(request.after_seq)

@@ -143,4 +143,3 @@ def tamper(directory: Path, layer: str = "firmware") -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-
