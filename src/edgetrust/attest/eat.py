@@ -548,19 +548,23 @@ def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
     kw: dict[str, Any] = {}
     extra: dict[int | str, Any] = {}
     for key, value in claims.items():
-        entry = _DECODERS.get(key) if type(key) is int else None
+        kind = type(key)
+        if kind is not int and kind is not str:
+            if not isinstance(key, int) or kind is bool:
+                raise ClaimError(f"claim key {key!r} is neither an integer nor text")
+            key = int(key)  # an IntEnum label  # noqa: PLW2901
+            kind = int
+        entry = _DECODERS.get(key) if kind is int else None
         if entry is not None:
             attr, decode = entry
             if attr == "cnf":
                 kw["cnf_key"], kw["cnf_kid"] = decode(value, profile, _depth)
             else:
                 kw[attr] = decode(value, profile, _depth)
-        elif type(key) is str or (type(key) is int and key != 0):
-            extra[key] = value
-        elif key == 0 and type(key) is int:
+        elif key == 0 and kind is int:
             raise ClaimError("claim key 0 is reserved (RFC 8392)")
         else:
-            raise ClaimError(f"claim key {key!r} is neither an integer nor text")
+            extra[key] = value
     kw["extra"] = extra
     return _build_claims(kw)
 

@@ -148,6 +148,8 @@ def decode_cose_key(
             else:
                 raise error(f"EC2 y must be {size} bytes or a boolean")
             if private:
+                if -4 not in mapping:
+                    raise error("the COSE_Key has no private part (d): a private key is needed")
                 d = _bstr(mapping, -4, "d", error)
                 secret_key = ec.derive_private_key(int.from_bytes(d, "big"), curve)
                 if secret_key.public_key() != public:
@@ -167,6 +169,8 @@ def decode_cose_key(
             else:
                 okp_public = ed448.Ed448PublicKey.from_public_bytes(x)
             if private:
+                if -4 not in mapping:
+                    raise error("the COSE_Key has no private part (d): a private key is needed")
                 d = _bstr(mapping, -4, "d", error)
                 okp_private: PrivateKey = (
                     ed25519.Ed25519PrivateKey.from_private_bytes(d)
@@ -307,7 +311,9 @@ def _from_pem(data: bytes, *, private: bool) -> PublicKey | PrivateKey:
         except _PARSE_ERRORS as e:
             raise KeyFileError(f"unreadable PEM private key: {e}") from e
         return key if private else key.public_key()  # type: ignore[union-attr]
-    if b"PUBLIC KEY-----" in data and not private:
+    if b"PUBLIC KEY-----" in data:
+        if private:
+            raise KeyFileError("the key file holds a public key; a private key is needed to sign")
         try:
             return _supported(serialization.load_pem_public_key(data), KeyFileError)
         except _PARSE_ERRORS as e:
