@@ -224,7 +224,16 @@ def _client_context(files: Files) -> ssl.SSLContext:
 class Agent:
     """``edgetrust agent serve`` in a child process."""
 
-    def __init__(self, files: Files, directory: Path, *, model: str, batching: bool) -> None:
+    def __init__(
+        self,
+        files: Files,
+        directory: Path,
+        *,
+        model: str,
+        batching: bool,
+        max_batch: int = 8,
+        workers: int = 2,
+    ) -> None:
         config = directory / f"agent-{model}-{int(batching)}.toml"
         config.write_text(
             f"""
@@ -245,10 +254,10 @@ intra_op_threads = 1
 
 [batching]
 enabled = {"true" if batching else "false"}
-max_batch_size = 8
+max_batch_size = {max_batch}
 max_queue_delay_ms = 0.0
 max_queue_size = 256
-workers = 2
+workers = {workers}
 """
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGETRUST_")}
@@ -391,13 +400,19 @@ def run_clients(
 
 def bench_throughput(
     files: Files, directory: Path, *, model: str, shape: tuple[int, ...], clients: int,
-    seconds: float,
+    seconds: float, max_batch: int, workers: int,
 ) -> None:  # fmt: skip
-    print(f"\n(2) throughput, {clients} concurrent clients, {model}, {seconds:.0f} s per run")
+    print(
+        f"\n(2) throughput, {clients} concurrent clients, {model}, {seconds:.0f} s per run "
+        f"(batching: max batch {max_batch}, {workers} workers, queue delay 0)"
+    )
     image = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
     results = {}
     for batching in (False, True):
-        agent = Agent(files, directory, model=model, batching=batching)
+        agent = Agent(
+            files, directory, model=model, batching=batching, max_batch=max_batch,
+            workers=workers,
+        )  # fmt: skip
         try:
             results[batching] = run_clients(
                 files, agent.address, model=model, image=image, clients=clients, seconds=seconds
@@ -465,6 +480,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, shorter runs")
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=8, help="batching: max batch size")
+    parser.add_argument("--workers", type=int, default=2, help="batching: batches at once")
     args = parser.parse_args()
     iterations = 40 if args.quick else 200
     seconds = 3.0 if args.quick else 10.0
@@ -494,7 +511,7 @@ def main() -> None:
             for model, shape in ((BIG_MODEL, (224, 224, 3)), (SMALL_MODEL, (8, 8))):
                 bench_throughput(
                     files, directory, model=model, shape=shape, clients=args.clients,
-                    seconds=seconds,
+                    seconds=seconds, max_batch=args.max_batch, workers=args.workers,
                 )  # fmt: skip
         finally:
             for process in (echo, floor):
