@@ -33,6 +33,7 @@ Errors (the first that applies, in this order):
 ``UnknownCriticalExtensionError``  a critical extension we do not process
 ``DiceExtensionError``             a malformed TcbInfo / MultiTcbInfo / Ueid / Open DICE extension
                                    (including the old RIoT layout under the TcbInfo OID)
+``ASN1Error`` (first of all)       a certificate whose names, validity or extensions do not parse
 =================================  ============================================================
 """
 
@@ -75,6 +76,7 @@ from edgetrust.certs.keys import PublicKey, certificate_public_key
 from edgetrust.certs.loading import TrustAnchor
 from edgetrust.errors import (
     AlgorithmError,
+    ASN1Error,
     BasicConstraintsError,
     CertificateError,
     ConfigError,
@@ -241,6 +243,7 @@ def validate_chain(
 ) -> ValidatedChain:
     """Validate ``certificates`` (any order) against ``anchors`` at ``now``; see module doc."""
     now = _utc(now)
+    _preflight(certificates)
     anchor_list = _promote_key_anchors(_check_anchors(anchors), certificates)
     anchor_certs = [a for a in anchor_list if isinstance(a, x509.Certificate)]
     candidates = [c for c in certificates if not any(c == a for a in anchor_certs)]
@@ -394,6 +397,21 @@ def _translate(error: VerificationError) -> CertificateError | SignatureError | 
     return CertificateError(text)
 
 
+def _preflight(certificates: Sequence[x509.Certificate], what: str = "certificate") -> None:
+    """Parse every field the checks read. cryptography parses some of them lazily, so a damaged
+    certificate would otherwise fail with a bare ValueError in the middle of validation."""
+    for index, certificate in enumerate(certificates):
+        if not isinstance(certificate, x509.Certificate):
+            raise ConfigError(f"{what} {index + 1} is not an x509.Certificate")
+        try:
+            certificate.subject, certificate.issuer  # noqa: B018
+            certificate.not_valid_before_utc, certificate.not_valid_after_utc  # noqa: B018
+            certificate.signature_algorithm_oid, certificate.public_key_algorithm_oid  # noqa: B018
+            certificate.extensions  # noqa: B018
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+            raise ASN1Error(f"{what} {index + 1} is malformed: {e}") from e
+
+
 def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
     if isinstance(anchors, x509.Certificate):
         raise ConfigError("anchors must be a sequence of certificates or public keys")
@@ -409,6 +427,7 @@ def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
             | rsa.RSAPublicKey,
         ):
             raise ConfigError(f"not a trust anchor: {type(anchor).__name__}")
+    _preflight([a for a in anchor_list if isinstance(a, x509.Certificate)], "trust anchor")
     return anchor_list
 
 

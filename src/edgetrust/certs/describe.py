@@ -12,6 +12,7 @@ import hashlib
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
@@ -57,7 +58,10 @@ _DISPLAYED: Final = frozenset(
 
 def describe_certificate(certificate: x509.Certificate) -> dict[str, Any]:
     """Every field a person needs, JSON-ready (see the module doc)."""
-    key = certificate.public_key()
+    try:
+        key: object = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        key = f"unreadable public key ({e})"
     try:
         extensions: list[x509.Extension[x509.ExtensionType]] = list(certificate.extensions)
         extension_error = None

@@ -82,7 +82,7 @@ def verify(
         result = validate_chain(certificates, anchors, now)
     except EvidenceError as e:
         _report_invalid(e, as_json)
-    except ConfigError as e:
+    except Error as e:  # configuration (ConfigError) or our own failure: not a verdict
         fail(e)
     if as_json:
         emit_json({"valid": True, "error": None, "chain": [e.to_dict() for e in result]})

@@ -8,19 +8,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import VerificationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgetrust.certs import chain as chain_module
 from edgetrust.certs.chain import order_chain, validate_chain
 from edgetrust.certs.dice_ext import TCB_INFO_OID, UEID_OID
+from edgetrust.certs.loading import load_certificate
 from edgetrust.errors import (
     AlgorithmError,
     BasicConstraintsError,
     CertificateError,
     ConfigError,
     DiceExtensionError,
+    Error,
     ExpiredError,
     NameChainingError,
     NotYetValidError,
@@ -389,3 +393,31 @@ def test_now_is_normalised_to_utc(good: factory.Chain) -> None:
     tokyo = NOW.astimezone(timezone(timedelta(hours=9)))
     assert validate_chain(good.certs, [good.root], tokyo).leaf == good.leaf
     assert tokyo.tzinfo is not UTC
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzzing: a damaged certificate gives an edgetrust error, never another exception
+# --------------------------------------------------------------------------------------------
+
+_FUZZ_CHAINS = {k: build(k) for k in KINDS}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    which=st.integers(0, 2),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=3),
+)
+def test_damaged_certificates_raise_only_edgetrust_errors(
+    kind: str, which: int, flips: list[tuple[int, int]]
+) -> None:
+    chain = _FUZZ_CHAINS[kind]
+    der = bytearray(chain.certs[which].public_bytes(serialization.Encoding.DER))
+    for position, mask in flips:
+        der[position % len(der)] ^= mask
+    certs = list(chain.certs)
+    try:
+        certs[which] = load_certificate(bytes(der))
+        validate_chain(certs, [chain.root], NOW)
+    except Error:
+        pass
