@@ -618,11 +618,13 @@ def _result(
         ),
         device_key=claims.cnf_key if claims is not None else None,
     )
+    # Whole seconds in UTC: the EAR's iat/exp are NumericDates, so a signed result round-trips.
+    issued = now.astimezone(dt.UTC).replace(microsecond=0)
     return AttestationResult(
         submods={DEVICE_SUBMOD: appraisal},
         verifier_id=policy.verifier_id,
-        issued_at=now,
-        expires_at=now + policy.result_lifetime if policy.result_lifetime is not None else None,
+        issued_at=issued,
+        expires_at=issued + policy.result_lifetime if policy.result_lifetime is not None else None,
         nonce=nonce,
         raw_evidence=bytes(token) if policy.include_raw_evidence else None,
         error=error,

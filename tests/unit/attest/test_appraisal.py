@@ -238,7 +238,8 @@ def test_chain_given_as_der_in_any_order(device: Device) -> None:
 
 
 def test_result_signs_as_ear(device: Device) -> None:
-    result = run(device, token_for(device))
+    result = run(device, token_for(device), now=NOW + dt.timedelta(microseconds=250))
+    assert result.issued_at == NOW
     key = ec.generate_private_key(ec.SECP256R1())
     verified = verify_ear(sign_ear(result, key), key.public_key(), now=NOW)
     assert verified == result
