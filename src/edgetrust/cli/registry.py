@@ -1,0 +1,330 @@
+"""``edgetrust registry``: inspect the device registry, revoke, read the audit log and the feed.
+
+Commands (each takes ``--db URL`` or ``--config FILE`` and ``--json``):
+
+* ``list [--status active|revoked] [--product NAME]`` -- the onboarded devices.
+* ``show UEID`` -- one device (UEID in hex) with its certificates.
+* ``revoke UEID [--reason TEXT]`` -- revoke a device and all its certificates; the change goes to
+  the revocation feed that agents follow and to the audit log. Revoking again changes nothing.
+* ``revoke-cert SERIAL [--reason TEXT]`` -- revoke one operational certificate (serial in hex).
+* ``audit [--since N] [--limit N] [--verify]`` -- audit entries after ``seq`` N; ``--verify``
+  checks the whole hash chain first.
+* ``revocations [--since N]`` -- the revocation feed after ``seq`` N.
+
+Which database: ``--db URL`` (a path means SQLite), else the ``[registry] url`` of ``--config
+FILE``, else ``$EDGETRUST_DB_URL``, else ``$EDGETRUST_VERIFIER_CONFIG``, else ``./verifier.toml``
+if present, else ``./registry.db`` (see :func:`edgetrust.onboarding.config.registry_url`). The
+registry must exist: these commands never create one.
+
+Exit codes: 0 done; 1 no such device / certificate; 2 bad input, URL or configuration (also: no
+registry there); 3 the database failed or is unreachable.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edgetrust.cli.reporting import EXIT_INVALID, emit_json, fail
+from edgetrust.errors import NotFoundError
+from edgetrust.onboarding.config import registry_url
+from edgetrust.onboarding.records import (
+    AuditRecord,
+    CertificateRecord,
+    DeviceRecord,
+    DeviceStatus,
+    RevocationEvent,
+)
+from edgetrust.onboarding.store import SqlRegistryStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _database_options(command: F) -> F:
+    command = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Take the database from this verifier.toml ([registry] url).",
+    )(command)
+    command = click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        help="Registry database: sqlite:///PATH, postgresql://USER@HOST/DB, or a file path. "
+        "[default: $EDGETRUST_DB_URL, else ./verifier.toml's, else ./registry.db]",
+    )(command)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+
+
+def _open(db_url: str | None, config_path: Path | None) -> SqlRegistryStore:
+    if db_url is not None and config_path is not None:
+        raise click.UsageError("give either --db or --config, not both")
+    return SqlRegistryStore(registry_url(db=db_url, config=config_path), create=False)
+
+
+def _hex(what: str) -> Callable[[click.Context, click.Parameter, str], bytes]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> bytes:
+        text = value.strip().lower().removeprefix("0x")
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            raise click.BadParameter(f"{what} must be hexadecimal, not {value!r}") from None
+        if not data:
+            raise click.BadParameter(f"{what} must not be empty")
+        return data
+
+    return parse
+
+
+def _serial(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    text = value.strip().lower().removeprefix("0x")
+    try:
+        serial = int(text, 16)
+    except ValueError:
+        raise click.BadParameter(f"SERIAL must be hexadecimal, not {value!r}") from None
+    if not 0 < serial < 2**160:
+        raise click.BadParameter("SERIAL must be a positive number of at most 160 bits")
+    return serial
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in this container
+        return "cli"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _device_json(device: DeviceRecord) -> dict[str, Any]:
+    return {
+        "ueid": device.ueid_hex,
+        "product": device.product,
+        "status": device.status.value,
+        "created_at": device.created_at,
+        "updated_at": device.updated_at,
+        "revoked_at": device.revoked_at,
+        "device_id_fingerprint": device.device_id_fingerprint,
+    }
+
+
+def _certificate_json(cert: CertificateRecord) -> dict[str, Any]:
+    return {
+        "serial": cert.serial_hex,
+        "spiffe_id": cert.spiffe_id,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "issued_at": cert.issued_at,
+        "revoked_at": cert.revoked_at,
+    }
+
+
+def _revocation_json(event: RevocationEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "kind": event.kind.value,
+        "ueid": event.ueid_hex,
+        "serial": event.serial_hex,
+        "reason": event.reason,
+        "actor": event.actor,
+        "revoked_at": event.revoked_at,
+    }
+
+
+def _audit_json(entry: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        "detail": entry.detail,
+        "digest": entry.digest,
+    }
+
+
+@click.group()
+def cli() -> None:
+    """Inspect the device registry, revoke, audit."""
+
+
+@cli.command("list")
+@click.option("--status", type=click.Choice([s.value for s in DeviceStatus]), default=None)
+@click.option("--product", default=None, help="Only devices of this product.")
+@_database_options
+def list_devices(
+    *,
+    status: str | None,
+    product: str | None,
+    as_json: bool,
+    db_url: str | None,
+    config_path: Path | None,
+) -> None:
+    """List the onboarded devices, oldest first."""
+    with _open(db_url, config_path) as store:
+        devices = store.list_devices(
+            status=DeviceStatus(status) if status else None, product=product
+        )
+    if as_json:
+        emit_json([_device_json(d) for d in devices])
+        return
+    if not devices:
+        click.echo("no devices")
+        return
+    for d in devices:
+        click.echo(f"{d.ueid_hex}  {d.status.value:<7}  {d.product}  since {_when(d.created_at)}")
+
+
+@cli.command()
+@click.argument("ueid", callback=_hex("UEID"))
+@_database_options
+def show(*, ueid: bytes, as_json: bool, db_url: str | None, config_path: Path | None) -> None:
+    """Show one device (UEID in hex) and its certificates."""
+    with _open(db_url, config_path) as store:
+        try:
+            device = store.get_device(ueid)
+        except NotFoundError as e:
+            fail(e, EXIT_INVALID)
+        certificates = store.certificates_of(ueid)
+    if as_json:
+        data = _device_json(device)
+        data["device_id_pem"] = device.device_id_pem
+        data["certificates"] = [_certificate_json(c) for c in certificates]
+        emit_json(data)
+        return
+    click.echo(f"device      {device.ueid_hex}")
+    click.echo(f"product     {device.product}")
+    click.echo(f"status      {device.status.value}")
+    click.echo(f"registered  {_when(device.created_at)}")
+    click.echo(f"updated     {_when(device.updated_at)}")
+    if device.revoked_at is not None:
+        click.echo(f"revoked     {_when(device.revoked_at)}")
+    click.echo(f"DeviceID    sha256:{device.device_id_fingerprint.hex()}")
+    click.echo(f"certificates ({len(certificates)})")
+    for c in certificates:
+        state = f"revoked {_when(c.revoked_at)}" if c.revoked_at else "valid"
+        validity = f"{_when(c.not_before)} .. {_when(c.not_after)}"
+        click.echo(f"  {c.serial_hex}  {validity}  {state}  {c.spiffe_id}")
+
+
+def _report_revocation(event: RevocationEvent, as_json: bool, what: str) -> None:
+    if as_json:
+        emit_json(_revocation_json(event))
+        return
+    click.echo(f"revoked {what} (feed seq {event.seq}, at {_when(event.revoked_at)})")
+
+
+@cli.command()
+@click.argument("ueid", callback=_hex("UEID"))
+@click.option("--reason", default="", help="Why (kept in the feed and the audit log).")
+@click.option("--actor", default=None, help="Who revokes. [default: cli:<login name>]")
+@_database_options
+def revoke(
+    *,
+    ueid: bytes,
+    reason: str,
+    actor: str | None,
+    as_json: bool,
+    db_url: str | None,
+    config_path: Path | None,
+) -> None:
+    """Revoke a device (UEID in hex) and every certificate it holds."""
+    with _open(db_url, config_path) as store:
+        try:
+            event = store.revoke_device(ueid, reason=reason, actor=_actor(actor), now=_now())
+        except NotFoundError as e:
+            fail(e, EXIT_INVALID)
+    _report_revocation(event, as_json, f"device {ueid.hex()}")
+
+
+@cli.command("revoke-cert")
+@click.argument("serial", callback=_serial)
+@click.option("--reason", default="", help="Why (kept in the feed and the audit log).")
+@click.option("--actor", default=None, help="Who revokes. [default: cli:<login name>]")
+@_database_options
+def revoke_cert(
+    *,
+    serial: int,
+    reason: str,
+    actor: str | None,
+    as_json: bool,
+    db_url: str | None,
+    config_path: Path | None,
+) -> None:
+    """Revoke one operational certificate (serial number in hex)."""
+    with _open(db_url, config_path) as store:
+        try:
+            event = store.revoke_certificate(serial, reason=reason, actor=_actor(actor), now=_now())
+        except NotFoundError as e:
+            fail(e, EXIT_INVALID)
+    _report_revocation(event, as_json, f"certificate {format(serial, 'x')}")
+
+
+@cli.command()
+@click.option(
+    "--since", type=click.IntRange(min=0), default=0, show_default=True, help="After seq N."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N entries.")
+@click.option("--verify", is_flag=True, help="Check the whole hash chain first (exit 3 if broken).")
+@_database_options
+def audit(
+    *,
+    since: int,
+    limit: int | None,
+    verify: bool,
+    as_json: bool,
+    db_url: str | None,
+    config_path: Path | None,
+) -> None:
+    """Print the append-only audit log."""
+    with _open(db_url, config_path) as store:
+        chain = store.verify_audit_chain() if verify else None  # StoreError -> exit 3
+        entries = store.audit_since(since, limit=limit)
+    if as_json:
+        data: dict[str, Any] = {"entries": [_audit_json(e) for e in entries]}
+        if chain is not None:
+            data["chain"] = {"verified": True, "length": chain.length, "head": chain.head}
+        emit_json(data if verify else data["entries"])
+        return
+    if chain is not None:
+        click.echo(f"audit chain verified: {chain.length} entries, head {chain.head.hex()}")
+    for e in entries:
+        click.echo(
+            f"{e.seq:>6}  {_when(e.at)}  {e.actor}  {e.action}  {e.subject}  {e.detail_json}"
+        )
+
+
+@cli.command()
+@click.option(
+    "--since", type=click.IntRange(min=0), default=0, show_default=True, help="After seq N."
+)
+@_database_options
+def revocations(*, since: int, as_json: bool, db_url: str | None, config_path: Path | None) -> None:
+    """Print the revocation feed (what agents follow)."""
+    with _open(db_url, config_path) as store:
+        events: list[RevocationEvent] = []
+        while True:
+            page = store.revocations_since(events[-1].seq if events else since, limit=1000)
+            events += page
+            if len(page) < 1000:
+                break
+    if as_json:
+        emit_json([_revocation_json(e) for e in events])
+        return
+    for e in events:
+        subject = f"device {e.ueid_hex}" if e.serial is None else f"certificate {e.serial_hex}"
+        click.echo(f"{e.seq:>6}  {_when(e.revoked_at)}  {subject}  {e.actor}  {e.reason}")
