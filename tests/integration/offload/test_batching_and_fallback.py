@@ -334,3 +334,24 @@ def test_server_only_certificate_for_the_grpc_feed_is_a_config_error(
     )
     with pytest.raises(ConfigError, match="no clientAuth extended key usage"):
         Agent(config)
+
+
+def test_revocation_cuts_a_unary_call_in_flight(
+    tight_agent: Agent, pki: Pki, revoker: Revoker
+) -> None:
+    ueid, creds = pki.device()
+    with secure_channel(tight_agent.address, creds) as channel:
+        stub = inference_pb2_grpc.InferenceStub(channel)
+        # the tight agent holds a batch 1.5 s to fill it: this call waits in the queue
+        call = stub.Classify.future(classify_request(digit_samples()[0].path), timeout=10)
+        batcher = tight_agent.models["digits-mnv3"].batcher
+        assert batcher is not None
+        wait_for(lambda: batcher.queued >= 1)
+        revoker.device(ueid, reason="cut in flight")
+        revoked_at = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            call.result(timeout=10)
+        elapsed = time.monotonic() - revoked_at
+    assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert "revoked during the call" in info.value.details()  # type: ignore[attr-defined]
+    assert elapsed < 1.0  # well before the 1.5 s batch would have left
