@@ -22,6 +22,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,17 @@ def find_bindir() -> Path:
             f"or set {ENV_URL} to an existing server"
         )
     return bindir
+
+
+def _temp_root(run_as: str | None) -> str | None:
+    """A temporary directory the server's user can reach (TMPDIR may sit in root's 0700 home)."""
+    root = Path(tempfile.gettempdir())
+    if run_as is None:
+        return None
+    for directory in (root, *root.parents):
+        if not directory.stat().st_mode & 0o001:  # not traversable by others
+            return "/tmp"  # world-traversable by definition; mkdtemp makes ours 0700
+    return str(root)
 
 
 def _free_port() -> int:
@@ -114,7 +126,7 @@ class PostgresServer:
                     "running as root but there is no 'postgres' OS user to run the server as "
                     "(Debian's postgresql package creates it; `bash scripts/pg.sh install`)"
                 ) from e
-        datadir = Path(tempfile.mkdtemp(prefix="edgetrust-pg-"))
+        datadir = Path(tempfile.mkdtemp(prefix="edgetrust-pg-", dir=_temp_root(run_as)))
         password = secrets.token_hex(16)
         pwfile = datadir / "pwfile"
         pwfile.write_text(password + "\n")
@@ -182,7 +194,10 @@ class PostgresServer:
             raise PostgresUnavailableError("not a private server")
         cmd = [str(self.bindir / tool), *args]
         if self.run_as is not None:
-            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+            if shutil.which("runuser"):
+                cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+            else:  # no util-linux runuser (e.g. busybox): su with an explicit shell
+                cmd = ["su", "-s", "/bin/sh", self.run_as, "-c", shlex.join(cmd)]
         proc = subprocess.run(
             cmd, capture_output=True, text=True, check=False, timeout=READY_TIMEOUT_S + 30
         )
