@@ -408,8 +408,11 @@ def _preflight(certificates: Sequence[x509.Certificate], what: str = "certificat
             certificate.not_valid_before_utc, certificate.not_valid_after_utc  # noqa: B018
             certificate.signature_algorithm_oid, certificate.public_key_algorithm_oid  # noqa: B018
             certificate.extensions  # noqa: B018
+            serial = certificate.serial_number
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
             raise ASN1Error(f"{what} {index + 1} is malformed: {e}") from e
+        if serial <= 0:
+            raise ASN1Error(f"{what} {index + 1} has a serial number that is not positive")
 
 
 def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:

@@ -29,7 +29,7 @@ from edgetrust.certs.dice_ext import (
 )
 from edgetrust.certs.keys import describe_key, public_key_bytes, public_key_fingerprint
 from edgetrust.certs.links import name_text
-from edgetrust.errors import Error
+from edgetrust.errors import ASN1Error, Error
 
 __all__ = ["describe_anchor", "describe_certificate"]
 
@@ -57,7 +57,15 @@ _DISPLAYED: Final = frozenset(
 
 
 def describe_certificate(certificate: x509.Certificate) -> dict[str, Any]:
-    """Every field a person needs, JSON-ready (see the module doc)."""
+    """Every field a person needs, JSON-ready (see the module doc). A certificate whose names or
+    validity do not parse (cryptography parses them lazily) is an :class:`ASN1Error`."""
+    try:
+        return _describe(certificate)
+    except ValueError as e:
+        raise ASN1Error(f"the certificate does not parse: {e}") from e
+
+
+def _describe(certificate: x509.Certificate) -> dict[str, Any]:
     try:
         key: object = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm) as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
@@ -25,6 +26,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 from edgetrust.certs.keys import PrivateKey, PublicKey, describe_key
 from edgetrust.errors import AlgorithmError, ASN1Error, EvidenceError, KeyFileError
@@ -52,7 +54,13 @@ __all__ = [
 TrustAnchor: TypeAlias = x509.Certificate | PublicKey
 
 _PEM_BLOCK: Final = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
-_PARSE_ERRORS: Final = (ValueError, TypeError, UnsupportedAlgorithm)
+_PARSE_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    CryptographyDeprecationWarning,
+)
 _MAX_FILE: Final = 1 << 20  # no certificate or key file is anywhere near 1 MiB
 _T = TypeVar("_T")
 
@@ -69,8 +77,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         other = sorted({label for label, _ in blocks if label != "CERTIFICATE"})
         if other:
             raise ASN1Error(f"unexpected PEM block(s) among certificates: {', '.join(other)}")
-        return [_parse(x509.load_pem_x509_certificate, block, "certificate") for _, block in blocks]
-    return [_parse(x509.load_der_x509_certificate, der, "certificate") for der in _der_items(data)]
+        return [_parse(_pem_certificate, block, "certificate") for _, block in blocks]
+    return [_parse(_der_certificate, der, "certificate") for der in _der_items(data)]
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -121,7 +129,7 @@ def load_trust_anchors(data: bytes) -> list[TrustAnchor]:
     if _is_pem(data):
         for label, block in _pem_blocks(data):
             if label == "CERTIFICATE":
-                anchors.append(_parse(x509.load_pem_x509_certificate, block, "certificate"))
+                anchors.append(_parse(_pem_certificate, block, "certificate"))
             elif label == "PUBLIC KEY":
                 anchors.append(load_public_key(block))
             else:
@@ -276,6 +284,31 @@ def _der_items(data: bytes) -> list[bytes]:
     if not items:
         raise ASN1Error("no certificate found (empty input)")
     return items
+
+
+def _pem_certificate(data: bytes) -> x509.Certificate:
+    with warnings.catch_warnings():
+        # cryptography only warns about what RFC 5280 forbids (a serial that is not positive).
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        return _complete(x509.load_pem_x509_certificate(data))
+
+
+def _der_certificate(data: bytes) -> x509.Certificate:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        return _complete(x509.load_der_x509_certificate(data))
+
+
+def _complete(certificate: x509.Certificate) -> x509.Certificate:
+    """Parse now what cryptography parses lazily (names, validity, extensions), so that a
+    damaged certificate is refused when it is loaded rather than in the middle of a check."""
+    try:
+        certificate.subject, certificate.issuer  # noqa: B018
+        certificate.not_valid_before_utc, certificate.not_valid_after_utc  # noqa: B018
+        certificate.extensions  # noqa: B018
+    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+        raise ValueError(str(e)) from e
+    return certificate
 
 
 def _parse(parser: Callable[[bytes], _T], data: bytes, what: str) -> _T:

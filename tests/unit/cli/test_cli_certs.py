@@ -237,3 +237,21 @@ def test_verify_unusable_input_is_exit_2(
     assert code == 2
     assert out == ""
     _one_line_error(err)
+
+
+def test_show_and_verify_a_certificate_that_parses_only_lazily(
+    tmp_path: Path, chain_files: dict[str, Path]
+) -> None:
+    # The outer DER is fine (cryptography loads it) but the issuer name does not parse.
+    chain = factory.build("p256")
+    der = bytearray(chain.certs[0].public_bytes(serialization.Encoding.DER))
+    der[der.find(b"Alias L1") - 2] = 0x0D  # the string's tag becomes RELATIVE-OID
+    (tmp_path / "damaged.der").write_bytes(bytes(der))
+    code, _, err = _run("certs", "show", str(tmp_path / "damaged.der"))
+    assert code == 2
+    _one_line_error(err)
+    code, _, err = _run(
+        "certs", "verify", "--anchor", str(chain_files["root"]), str(tmp_path / "damaged.der")
+    )
+    assert code == 2
+    _one_line_error(err)
