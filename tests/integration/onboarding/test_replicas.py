@@ -1,0 +1,141 @@
+"""Two verifier replicas on one real PostgreSQL onboard a fleet: no double issuance, no lost record.
+
+Each replica is a full verifier (its own gRPC server, store and connection pool) on the same
+database. Devices take their nonce from one replica and attest at the other (nonces live in the
+store), and identical requests raced at both replicas are accepted exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edgetrust._proto.edgetrust.v1 import verifier_pb2
+from edgetrust.attest import eat
+from edgetrust.attest.reference import EndorsementBundle
+from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
+from edgetrust.onboarding.device import SimulatedDevice
+from tests.integration.onboarding.conftest import RunningVerifier, start_verifier
+from tests.pgserver import PostgresServer
+
+FLEET = 12
+RACES = 6
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def replicas(
+    pg_server: PostgresServer, verifier_dir: Path, bundle: EndorsementBundle
+) -> Iterator[tuple[RunningVerifier, RunningVerifier]]:
+    with pg_server.database() as url:
+        first = start_verifier(verifier_dir, database_url=url, bundle=bundle)
+        second = start_verifier(verifier_dir, database_url=url)
+        try:
+            yield first, second
+        finally:
+            first.close()
+            second.close()
+
+
+def _cross_onboard(
+    device: SimulatedDevice, challenger: RunningVerifier, attester: RunningVerifier
+) -> x509.Certificate:
+    """Challenge at one replica, attest at the other."""
+    boot = device.boot()
+    key = ec.generate_private_key(ec.SECP256R1())
+    grant = challenger.stub().Challenge(verifier_pb2.ChallengeRequest(), timeout=10)
+    claims = device.claims(boot, nonce=grant.nonce, tls_key=key, now=challenger.clock())
+    reply = attester.stub().Attest(
+        verifier_pb2.AttestRequest(
+            session_id=grant.session_id,
+            chain_der=list(boot.chain_der),
+            evidence=eat.make_eat(claims, boot.leaf_key),
+            media_type=DEVICE_EAT_MEDIA_TYPE,
+            csr_der=device.csr(key).public_bytes(serialization.Encoding.DER),
+        ),
+        timeout=10,
+    )
+    assert reply.tier == "affirming"
+    return x509.load_der_x509_certificate(reply.certificate_der)
+
+
+def _race(
+    replica: RunningVerifier, request: Any, barrier: threading.Barrier, outcomes: list[Any]
+) -> None:
+    stub = replica.stub()
+    barrier.wait(timeout=10)
+    try:
+        outcomes.append(stub.Attest(request, timeout=10))
+    except grpc.RpcError as e:
+        outcomes.append(e)
+
+
+def test_two_replicas_onboard_a_fleet_without_double_issuing(
+    replicas: tuple[RunningVerifier, RunningVerifier], new_device: Any
+) -> None:
+    first, second = replicas
+    devices = [new_device() for _ in range(FLEET)]
+    jobs = [(d, first, second) if i % 2 else (d, second, first) for i, d in enumerate(devices)]
+    jobs += [(d, b, a) for d, a, b in jobs]  # every device twice, once each way round
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        received = list(pool.map(lambda job: _cross_onboard(*job), jobs))
+
+    # Identical requests raced at both replicas: exactly one is accepted.
+    for device in devices[:RACES]:
+        boot = device.boot()
+        key = ec.generate_private_key(ec.SECP256R1())
+        grant = first.stub().Challenge(verifier_pb2.ChallengeRequest(), timeout=10)
+        request = verifier_pb2.AttestRequest(
+            session_id=grant.session_id,
+            chain_der=list(boot.chain_der),
+            evidence=eat.make_eat(
+                device.claims(boot, nonce=grant.nonce, tls_key=key, now=first.clock()),
+                boot.leaf_key,
+            ),
+            media_type=DEVICE_EAT_MEDIA_TYPE,
+            csr_der=device.csr(key).public_bytes(serialization.Encoding.DER),
+        )
+        outcomes: list[Any] = []
+        barrier = threading.Barrier(2)
+
+        threads = [
+            threading.Thread(target=_race, args=(r, request, barrier, outcomes))
+            for r in (first, second)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        wins = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
+        losses = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+        assert len(wins) == 1, outcomes
+        assert len(losses) == 1
+        assert losses[0].code() is grpc.StatusCode.PERMISSION_DENIED
+        assert losses[0].details() == "refused: nonce_replayed"
+        received.append(x509.load_der_x509_certificate(wins[0].certificate_der))
+
+    store = first.store
+    recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
+    assert len(received) == 2 * FLEET + RACES
+    assert {c.serial_number for c in received} == set(recorded)  # none lost, none extra
+    for certificate in received:
+        record = recorded[certificate.serial_number]
+        assert x509.load_pem_x509_certificate(record.pem.encode()) == certificate
+    assert sorted(d.ueid.hex() for d in store.list_devices()) == sorted(
+        d.ueid.hex() for d in devices
+    )
+    chain = second.store.verify_audit_chain()
+    audit = second.store.audit_since(0)
+    assert chain.length == len(audit)
+    issued = [a for a in audit if a.action == "certificate.issued"]
+    assert len(issued) == len(recorded)
