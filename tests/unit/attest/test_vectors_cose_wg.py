@@ -146,9 +146,7 @@ def test_sign_fail_03_unknown_alg(vectors_dir: Path) -> None:
         cose.verify_sign1(token, key)
 
 
-@pytest.mark.parametrize(
-    "name", ["sign1-tests_sign-fail-06.json", "sign1-tests_sign-fail-07.json"]
-)
+@pytest.mark.parametrize("name", ["sign1-tests_sign-fail-06.json", "sign1-tests_sign-fail-07.json"])
 def test_sign_fail_protected_attribute_added_or_removed(vectors_dir: Path, name: str) -> None:
     vector = _vector(vectors_dir, name)
     assert vector["fail"] is True
