@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,18 +30,20 @@ from edgetrust.attest.reference import EndorsementBundle, ReferenceValues
 from edgetrust.cli.reporting import emit_json, fail
 from edgetrust.errors import ConfigError, Error
 from edgetrust.onboarding.attestation import AttestationSettings
-from edgetrust.onboarding.records import Endorsement
-from edgetrust.onboarding.store import SqlRegistryStore
-from edgetrust.onboarding.verifier import VerifierSettings, build_verifier_server
-from edgetrust.onboarding.workspace import (
+from edgetrust.onboarding.config import (
     CONFIG_FILE,
     DEFAULT_FEED_LISTEN,
     DEFAULT_LISTEN,
     DEFAULT_TRUST_DOMAIN,
+    ENV_CONFIG,
     VerifierConfig,
-    init_workspace,
-    write_config,
+    load_config,
+    parse_listen,
 )
+from edgetrust.onboarding.records import Endorsement
+from edgetrust.onboarding.store import SqlRegistryStore
+from edgetrust.onboarding.verifier import VerifierSettings, build_verifier_server
+from edgetrust.onboarding.workspace import init_workspace, load_keys, write_config
 
 _CONFIG_HELP = "Verifier configuration (verifier.toml). [env: EDGETRUST_VERIFIER_CONFIG]"
 
@@ -51,7 +54,8 @@ def cli() -> None:
 
 
 def _config(path: Path | None) -> VerifierConfig:
-    if path is None:
+    """--config, else $EDGETRUST_VERIFIER_CONFIG, else ./verifier.toml (never bare defaults)."""
+    if path is None and not os.environ.get(ENV_CONFIG):
         path = Path(CONFIG_FILE)
         if not path.exists():
             fail(
@@ -60,7 +64,7 @@ def _config(path: Path | None) -> VerifierConfig:
                     hint="edgetrust verifier init DIR, then --config DIR/verifier.toml",
                 )
             )
-    return VerifierConfig.load(path)
+    return load_config(path)
 
 
 @cli.command()
@@ -100,16 +104,18 @@ def init(  # noqa: PLR0917 - click passes options positionally
         certificate_lifetime=timedelta(seconds=lifetime),
         database=database,
     )
-    config = VerifierConfig.load(config_file)
-    SqlRegistryStore(config.database_url, create=True).close()
+    config = load_config(config_file)
+    SqlRegistryStore(
+        config.database_url, create=True, sqlite_synchronous=config.sqlite_synchronous
+    ).close()
     report = {
         "directory": str(workspace.root),
         "config": str(config_file),
         "cluster_ca": str(workspace.cluster_ca_file),
         "ear_public_key": str(workspace.ear_public_file),
         "registry": config.database_url,
-        "listen": config.listen,
-        "feed_listen": config.feed_listen,
+        "listen": str(config.listen),
+        "feed_listen": str(config.feed_listen) if config.feed_listen else None,
         "trust_domain": config.trust_domain,
     }
     if as_json:
@@ -134,7 +140,9 @@ def endorse(bundle_file: Path, config_path: Path | None, as_json: bool) -> None:
     config = _config(config_path)
     now = datetime.now(UTC)
     imported = []
-    with SqlRegistryStore(config.database_url, create=True) as store:
+    with SqlRegistryStore(
+        config.database_url, create=True, sqlite_synchronous=config.sqlite_synchronous
+    ) as store:
         for product in bundle.reference_values.products:
             store.put_endorsement(
                 Endorsement(
@@ -184,16 +192,19 @@ def serve(
     config = _config(config_path)
     try:
         if listen is not None:
-            config = dataclasses.replace(config, listen=listen)
+            config = dataclasses.replace(config, listen=parse_listen(listen, "--listen"))
         if feed_listen is not None:
-            config = dataclasses.replace(config, feed_listen=feed_listen or None)
+            feed = parse_listen(feed_listen, "--feed-listen") if feed_listen else None
+            config = dataclasses.replace(config, feed_listen=feed)
     except ConfigError as e:
         fail(e)
-    keys = config.load_keys()
-    store = SqlRegistryStore(config.database_url, create=True)
+    keys = load_keys(config)
+    store = SqlRegistryStore(
+        config.database_url, create=True, sqlite_synchronous=config.sqlite_synchronous
+    )
     settings = VerifierSettings(
-        listen=config.listen,
-        feed_listen=config.feed_listen,
+        listen=str(config.listen),
+        feed_listen=str(config.feed_listen) if config.feed_listen else None,
         trust_domain=config.trust_domain,
         certificate_lifetime=config.certificate_lifetime,
         workers=config.workers,
@@ -214,8 +225,8 @@ def serve(
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    feed = f"; revocation feed {server.feed_address}" if server.feed_address else ""
-    click.echo(f"verifier listening on {server.address}{feed}")
+    feed_text = f"; revocation feed {server.feed_address}" if server.feed_address else ""
+    click.echo(f"verifier listening on {server.address}{feed_text}")
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):

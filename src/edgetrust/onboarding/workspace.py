@@ -14,7 +14,8 @@ Layout::
         cert.pem             its certificate (from the cluster CA), then the CA certificates
       registry.db            the default registry (SQLite); a PostgreSQL URL may replace it
 
-``verifier.toml`` (every key optional; relative paths are relative to the file)::
+``verifier.toml`` (every key optional; relative paths are relative to the file; read and checked
+by :mod:`edgetrust.onboarding.config`, which also documents the ``EDGETRUST_*`` overrides)::
 
     [verifier]
     listen = "127.0.0.1:7443"          # the device port (server-authenticated TLS)
@@ -34,10 +35,6 @@ Layout::
     [registry]
     url = "registry.db"                # a path (SQLite) or a URL: sqlite:///..., postgresql://...
 
-Environment overrides: ``EDGETRUST_DB_URL``, ``EDGETRUST_VERIFIER_LISTEN``,
-``EDGETRUST_VERIFIER_FEED_LISTEN``, ``EDGETRUST_VERIFIER_TRUST_DOMAIN``; command-line flags
-override both.
-
 The server certificate names ``localhost`` and ``127.0.0.1`` plus any host names or addresses given
 to :func:`init_workspace`: a device connecting by another name fails TLS hostname checks.
 """
@@ -45,12 +42,10 @@ to :func:`init_workspace`: a device connecting by another name fails TLS hostnam
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -66,14 +61,22 @@ from edgetrust.certs.loading import (
     write_certificates,
     write_private_key,
 )
-from edgetrust.errors import ConfigError, KeyFileError, WorkspaceError
+from edgetrust.errors import KeyFileError, WorkspaceError
+from edgetrust.onboarding.config import (
+    DEFAULT_FEED_LISTEN,
+    DEFAULT_LISTEN,
+    DEFAULT_TRUST_DOMAIN,
+    VerifierConfig,
+    load_config,
+)
 
 __all__ = [
     "CLUSTER_CA_SUBJECT",
-    "VerifierConfig",
     "VerifierKeys",
     "VerifierWorkspace",
     "init_workspace",
+    "load_keys",
+    "write_config",
 ]
 
 CONFIG_FILE: Final = "verifier.toml"
@@ -225,118 +228,8 @@ def init_workspace(
 
 
 # ------------------------------------------------------------------------------------------------
-# verifier.toml
+# verifier.toml (read by edgetrust.onboarding.config)
 # ------------------------------------------------------------------------------------------------
-
-DEFAULT_LISTEN: Final = "127.0.0.1:7443"
-DEFAULT_FEED_LISTEN: Final = "127.0.0.1:7445"
-DEFAULT_TRUST_DOMAIN: Final = "edgetrust.local"
-
-_VERIFIER_KEYS: Final = {
-    "listen",
-    "feed_listen",
-    "trust_domain",
-    "certificate_lifetime_s",
-    "nonce_ttl_s",
-    "endorsement_refresh_s",
-    "workers",
-}
-_KEYS_KEYS: Final = {"cluster_ca", "ear_key", "server_cert", "server_key"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifierConfig:
-    """``verifier.toml`` resolved: absolute paths, environment applied (see the module doc)."""
-
-    path: Path
-    listen: str = DEFAULT_LISTEN
-    feed_listen: str | None = DEFAULT_FEED_LISTEN
-    trust_domain: str = DEFAULT_TRUST_DOMAIN
-    certificate_lifetime: timedelta = timedelta(hours=1)
-    nonce_ttl: timedelta = timedelta(seconds=60)
-    endorsement_refresh: timedelta = timedelta(seconds=5)
-    workers: int = 8
-    cluster_ca: Path
-    ear_key: Path
-    server_cert: Path
-    server_key: Path
-    database_url: str
-
-    def __post_init__(self) -> None:
-        _check_address(self.listen, "listen")
-        if self.feed_listen is not None:
-            _check_address(self.feed_listen, "feed_listen")
-        if not 1 <= self.workers <= 256:
-            raise ConfigError(f"workers must be 1..256, not {self.workers}")
-        for name in ("certificate_lifetime", "nonce_ttl", "endorsement_refresh"):
-            if getattr(self, name) <= timedelta(0):
-                raise ConfigError(f"{name} must be positive")
-
-    def load_keys(self) -> VerifierKeys:
-        return VerifierWorkspace(root=self.path.parent).load_keys(
-            cluster_ca_dir=self.cluster_ca,
-            ear_key_file=self.ear_key,
-            server_key_file=self.server_key,
-            server_cert_file=self.server_cert,
-        )
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None
-    ) -> VerifierConfig:
-        """Read ``path`` and apply the ``EDGETRUST_*`` environment overrides."""
-        file = Path(path).resolve()
-        env = os.environ if env is None else env
-        try:
-            with file.open("rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {file}: {e.strerror or e}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {file} is not valid TOML: {e}") from e
-        unknown = sorted(set(data) - {"verifier", "keys", "registry"})
-        if unknown:
-            raise ConfigError(f"{file}: unknown tables {', '.join(unknown)}")
-        verifier = _table(data, "verifier", file, _VERIFIER_KEYS)
-        keys = _table(data, "keys", file, _KEYS_KEYS)
-        registry = _table(data, "registry", file, {"url"})
-        base = file.parent
-        feed = env.get(
-            "EDGETRUST_VERIFIER_FEED_LISTEN",
-            _text(verifier, "feed_listen", DEFAULT_FEED_LISTEN, empty=True),
-        )
-        return cls(
-            path=file,
-            listen=env.get("EDGETRUST_VERIFIER_LISTEN")
-            or _text(verifier, "listen", DEFAULT_LISTEN),
-            feed_listen=feed or None,
-            trust_domain=env.get("EDGETRUST_VERIFIER_TRUST_DOMAIN")
-            or _text(verifier, "trust_domain", DEFAULT_TRUST_DOMAIN),
-            certificate_lifetime=timedelta(
-                seconds=_number(verifier, "certificate_lifetime_s", 3600)
-            ),
-            nonce_ttl=timedelta(seconds=_number(verifier, "nonce_ttl_s", 60)),
-            endorsement_refresh=timedelta(seconds=_number(verifier, "endorsement_refresh_s", 5)),
-            workers=int(_number(verifier, "workers", 8)),
-            cluster_ca=base / _text(keys, "cluster_ca", CLUSTER_CA_DIR),
-            ear_key=base / _text(keys, "ear_key", EAR_KEY_FILE),
-            server_cert=base / _text(keys, "server_cert", f"{SERVER_DIR}/{SERVER_CERT_FILE}"),
-            server_key=base / _text(keys, "server_key", f"{SERVER_DIR}/{SERVER_KEY_FILE}"),
-            database_url=database_url(
-                env.get("EDGETRUST_DB_URL") or _text(registry, "url", REGISTRY_FILE), base
-            ),
-        )
-
-
-def database_url(value: str, base: Path) -> str:
-    """A registry URL; a bare path (or a relative SQLite URL) is resolved against ``base``."""
-    if "://" not in value:
-        return f"sqlite:///{(base / value).resolve()}"
-    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-        rest = value.removeprefix("sqlite:///")
-        if rest and rest != ":memory:" and not rest.startswith("/"):
-            return f"sqlite:///{(base / rest).resolve()}"
-    return value
 
 
 def write_config(
@@ -371,7 +264,7 @@ def write_config(
         "",
     ]
     workspace.config_file.write_text("\n".join(lines))
-    VerifierConfig.load(workspace.config_file, env={})  # what we wrote must load
+    load_config(workspace.config_file, env={})  # what we wrote must load
     return workspace.config_file
 
 
@@ -380,31 +273,12 @@ def _toml(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _table(data: Mapping[str, Any], name: str, file: Path, allowed: set[str]) -> Mapping[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{file}: [{name}] must be a table")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"{file}: [{name}] has unknown keys {', '.join(unknown)}")
-    return value
-
-
-def _text(table: Mapping[str, Any], name: str, default: str, *, empty: bool = False) -> str:
-    value = table.get(name, default)
-    if not isinstance(value, str) or (not value and not empty):
-        raise ConfigError(f"{name} must be a non-empty string")
-    return value
-
-
-def _number(table: Mapping[str, Any], name: str, default: float) -> float:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number")
-    return float(value)
-
-
-def _check_address(address: str, what: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{what} must be HOST:PORT, not {address!r}")
+def load_keys(config: VerifierConfig) -> VerifierKeys:
+    """The keys and certificates a configuration names."""
+    root = config.path.parent if config.path is not None else Path.cwd()
+    return VerifierWorkspace(root=root).load_keys(
+        cluster_ca_dir=config.cluster_ca,
+        ear_key_file=config.ear_key,
+        server_key_file=config.server_key,
+        server_cert_file=config.server_cert,
+    )
