@@ -197,17 +197,22 @@ class Measurement:
                 raise ClaimError(f"measurement {name!r}: {what} must be an unsigned integer")
         # validated above: build without the frozen-dataclass __init__ (hot path of verify_eat)
         measurement = object.__new__(cls)
-        _set(measurement, "name", name)
-        _set(measurement, "digest_alg", alg)
-        _set(measurement, "digest", digest)
-        _set(measurement, "version", version)
-        _set(measurement, "svn", svn)
-        _set(measurement, "layer", layer)
+        _M_NAME(measurement, name)
+        _M_ALG(measurement, alg)
+        _M_DIGEST(measurement, digest)
+        _M_VERSION(measurement, version)
+        _M_SVN(measurement, svn)
+        _M_LAYER(measurement, layer)
         return measurement
 
 
 _set: Final = object.__setattr__
 _MEASUREMENT_FIELDS: Final = frozenset({1, 2, 3, 4, 5, 6})
+# slot setters of Measurement (the frozen instance is written once, after validation)
+_M_NAME, _M_ALG, _M_DIGEST, _M_VERSION, _M_SVN, _M_LAYER = (
+    getattr(Measurement, name).__set__
+    for name in ("name", "digest_alg", "digest", "version", "svn", "layer")
+)
 Submodule: TypeAlias = "EatClaims | bytes | tuple[Any, ...]"
 
 
@@ -286,8 +291,12 @@ class EatClaims:
         return out
 
 
-_EAT_DEFAULTS: Final = tuple(
-    (f.name, f.default) for f in dataclasses.fields(EatClaims) if f.name != "extra"
+# (slot setter, field name, default) of every EatClaims field but ``extra``: the slot descriptors
+# write the frozen instance directly when the decoder has validated every value.
+_EAT_SLOTS: Final = tuple(
+    (getattr(EatClaims, f.name).__set__, f.name, f.default)
+    for f in dataclasses.fields(EatClaims)
+    if f.name != "extra"
 )
 
 
@@ -573,8 +582,9 @@ def _build_claims(fields: dict[str, Any]) -> EatClaims:
     # Every value was validated by its decoder: build without the frozen-dataclass __init__ (the
     # hot path of verify_eat); unset fields take their declared defaults.
     claims = object.__new__(EatClaims)
-    for name, default in _EAT_DEFAULTS:
-        _set(claims, name, fields.get(name, default))
+    get = fields.get
+    for set_slot, name, default in _EAT_SLOTS:
+        set_slot(claims, get(name, default))
     _set(claims, "extra", fields["extra"])
     return claims
 
