@@ -125,6 +125,12 @@ def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
 
 
 _CA_POLICY, _EE_POLICY = _extension_policies()
+_ANCHOR_TYPES: Final = (
+    x509.Certificate,
+    ec.EllipticCurvePublicKey,
+    ed25519.Ed25519PublicKey,
+    rsa.RSAPublicKey,
+)
 _DECODERS: Final[dict[x509.ObjectIdentifier, Callable[[bytes], Any]]] = {
     TCB_INFO_OID: TcbInfo.from_der,
     MULTI_TCB_INFO_OID: MultiTcbInfo.from_der,
@@ -157,6 +163,9 @@ class DiceExtensions:
             "ueid": None if self.ueid is None else self.ueid.hex(),
             "open_dice": None if self.open_dice is None else self.open_dice.to_dict(),
         }
+
+
+_NO_DICE: Final = DiceExtensions()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,16 +264,18 @@ def validate_chain(
         if len(trimmed) == len(candidates):
             raise
         path = order_chain(trimmed)
+    path_facts = [links.facts(c) for c in path]
     if any(_is_edwards(c) for c in path):
-        match = links.check_path(path, anchor_list, now)
-        return _result(path, match.anchor, "edgetrust")
+        match = links.check_path(path, anchor_list, now, path_facts)
+        return _result(path, path_facts, match.anchor, "edgetrust")
     anchor = _cryptography_validate(path, anchor_list, now)
     # Rules cryptography does not apply (keyCertSign, a CA leaf against pathLen; critical
     # extensions it processes but we do not, such as name constraints); it already checked
     # signatures and validity.
-    links.check_constraints(path, anchor if isinstance(anchor, x509.Certificate) else None)
-    links.check_critical_extensions(path)
-    return _result(path, anchor, "cryptography")
+    anchor_cert = anchor if isinstance(anchor, x509.Certificate) else None
+    links.check_constraints(path, anchor_cert, path_facts)
+    links.check_critical_extensions(path, path_facts)
+    return _result(path, path_facts, anchor, "cryptography")
 
 
 def order_chain(certificates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
@@ -318,11 +329,15 @@ def order_chain(certificates: Sequence[x509.Certificate]) -> list[x509.Certifica
 
 def dice_extensions(certificate: x509.Certificate) -> DiceExtensions:
     """Decode the DICE extensions of ``certificate``; :class:`DiceExtensionError` if malformed."""
-    found: dict[x509.ObjectIdentifier, Any] = {}
-    for extension in links.extensions(certificate):
-        decode = _DECODERS.get(extension.oid)
-        if decode is not None:
-            found[extension.oid] = decode(_raw(extension))
+    return _decode_dice(links.facts(certificate).dice)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceExtensions:
+    """The decoded DICE extensions of one certificate, cached by their (immutable) bytes."""
+    if not raw:
+        return _NO_DICE
+    found = {oid: _DECODERS[oid](value) for oid, value in raw}
     tcb: TcbInfo | None = found.get(TCB_INFO_OID)
     multi: MultiTcbInfo | None = found.get(MULTI_TCB_INFO_OID)
     ueid: Ueid | None = found.get(UEID_OID)
@@ -332,9 +347,15 @@ def dice_extensions(certificate: x509.Certificate) -> DiceExtensions:
 
 
 def _result(
-    path: Sequence[x509.Certificate], anchor: TrustAnchor, validator: str
+    path: Sequence[x509.Certificate],
+    path_facts: Sequence[links.Facts],
+    anchor: TrustAnchor,
+    validator: str,
 ) -> ValidatedChain:
-    entries = tuple(ChainEntry(certificate=c, dice=dice_extensions(c)) for c in path)
+    entries = tuple(
+        ChainEntry(certificate=c, dice=_decode_dice(f.dice))
+        for c, f in zip(path, path_facts, strict=True)
+    )
     return ValidatedChain(entries=entries, anchor=anchor, validator=validator)
 
 
@@ -344,16 +365,15 @@ def _cryptography_validate(
     """Run cryptography's validator; return the anchor it chained to, or raise precisely."""
     top = path[-1]
     store_certs: list[x509.Certificate] = []
-    origin: dict[x509.Certificate, TrustAnchor] = {}
+    origin: list[TrustAnchor] = []  # the anchor behind each store certificate
     for anchor in anchors:
         if isinstance(anchor, x509.Certificate):
             if anchor.subject == top.issuer:
                 store_certs.append(anchor)
-                origin[anchor] = anchor
+                origin.append(anchor)
         elif isinstance(anchor, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            stand_in = _anchor_certificate(_spki(anchor), top.issuer)
-            store_certs.append(stand_in)
-            origin[stand_in] = anchor
+            store_certs.append(_anchor_certificate(_spki(anchor), top.issuer))
+            origin.append(anchor)
     if not store_certs:
         links.select_anchor(top, anchors)  # raises the precise UntrustedAnchorError
         raise UntrustedAnchorError(f"no trust anchor for {links.describe(top)}")
@@ -371,9 +391,10 @@ def _cryptography_validate(
         links.check_path(path, anchors, now)  # the precise reason, if our rules see it
         raise _translate(e) from e
     chain = verified.chain
-    if list(chain[:-1]) != list(path) or chain[-1] not in origin:
+    used = next((i for i, c in enumerate(store_certs) if c == chain[-1]), None)
+    if used is None or chain[:-1] != list(path):
         raise CertificateError("cryptography's validator built a different path than the names")
-    return origin[chain[-1]]
+    return origin[used]
 
 
 def _translate(error: VerificationError) -> CertificateError | SignatureError | AlgorithmError:
@@ -422,13 +443,7 @@ def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
     if not anchor_list:
         raise UntrustedAnchorError("no trust anchors configured")
     for anchor in anchor_list:
-        if not isinstance(
-            anchor,
-            x509.Certificate
-            | ec.EllipticCurvePublicKey
-            | ed25519.Ed25519PublicKey
-            | rsa.RSAPublicKey,
-        ):
+        if not isinstance(anchor, _ANCHOR_TYPES):
             raise ConfigError(f"not a trust anchor: {type(anchor).__name__}")
     _preflight([a for a in anchor_list if isinstance(a, x509.Certificate)], "trust anchor")
     return anchor_list
@@ -477,13 +492,6 @@ def _is_edwards(certificate: x509.Certificate) -> bool:
         certificate.public_key_algorithm_oid in _EDWARDS
         or certificate.signature_algorithm_oid in _EDWARDS
     )
-
-
-def _raw(extension: x509.Extension[x509.ExtensionType]) -> bytes:
-    value = extension.value
-    if isinstance(value, x509.UnrecognizedExtension):
-        return value.value
-    return value.public_bytes()
 
 
 def _spki(key: PublicKey) -> bytes:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -45,7 +45,8 @@ from edgetrust.errors import (
 )
 
 __all__ = [
-    "UNDERSTOOD_CRITICAL_EXTENSIONS",
+    "UNDERSTOOD_CRITICAL",
+    "Facts",
     "check_constraints",
     "check_critical_extensions",
     "check_path",
@@ -53,13 +54,14 @@ __all__ = [
     "check_validity",
     "describe",
     "extensions",
+    "facts",
     "name_text",
     "select_anchor",
 ]
 
 #: Critical extensions edgetrust understands. Anything else marked critical is refused: name
 #: constraints and certificate policies are not processed here, so they may not be critical.
-UNDERSTOOD_CRITICAL_EXTENSIONS: Final = frozenset(
+UNDERSTOOD_CRITICAL: Final = frozenset(
     {
         ExtensionOID.BASIC_CONSTRAINTS,
         ExtensionOID.KEY_USAGE,
@@ -85,14 +87,18 @@ class AnchorMatch:
 
 
 def check_path(
-    path: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], now: datetime
+    path: Sequence[x509.Certificate],
+    anchors: Sequence[TrustAnchor],
+    now: datetime,
+    path_facts: Sequence[Facts] | None = None,
 ) -> AnchorMatch:
     """Every rule, in the documented order, on ``path`` (leaf first, names already chained)."""
     match = select_anchor(path[-1], anchors)
     check_signatures(path)
     check_validity(path, match.certificate, now)
-    check_constraints(path, match.certificate)
-    check_critical_extensions(path)
+    found = path_facts if path_facts is not None else [facts(c) for c in path]
+    check_constraints(path, match.certificate, found)
+    check_critical_extensions(path, found)
     return match
 
 
@@ -166,21 +172,60 @@ def check_validity(
             )
 
 
-def check_constraints(path: Sequence[x509.Certificate], anchor: x509.Certificate | None) -> None:
+class Facts(NamedTuple):
+    """What the rules read from one certificate's extensions, gathered in one pass (a tuple:
+    this is on the hot path of every validation)."""
+
+    basic_constraints: x509.BasicConstraints | None
+    key_usage: x509.KeyUsage | None
+    #: The first critical extension edgetrust does not process, if any.
+    unknown_critical: x509.ObjectIdentifier | None
+    #: The raw values of the DICE extensions: ((OID, DER), ...) in certificate order.
+    dice: tuple[tuple[x509.ObjectIdentifier, bytes], ...]
+
+
+def facts(certificate: x509.Certificate) -> Facts:
+    """One pass over the extensions of ``certificate``."""
+    constraints: x509.BasicConstraints | None = None
+    usage: x509.KeyUsage | None = None
+    unknown: x509.ObjectIdentifier | None = None
+    dice: list[tuple[x509.ObjectIdentifier, bytes]] = []
+    for extension in extensions(certificate):
+        value = extension.value
+        if isinstance(value, x509.BasicConstraints):
+            constraints = value
+        elif isinstance(value, x509.KeyUsage):
+            usage = value
+        elif isinstance(value, x509.UnrecognizedExtension):
+            if value.oid in DICE_EXTENSION_OIDS:
+                dice.append((value.oid, value.value))
+            elif extension.critical and unknown is None:
+                unknown = value.oid
+            continue
+        if extension.critical and unknown is None and extension.oid not in UNDERSTOOD_CRITICAL:
+            unknown = extension.oid
+    return Facts(constraints, usage, unknown, tuple(dice))
+
+
+def check_constraints(
+    path: Sequence[x509.Certificate],
+    anchor: x509.Certificate | None,
+    path_facts: Sequence[Facts] | None = None,
+) -> None:
     """basicConstraints cA, keyUsage keyCertSign and pathLen of every issuer.
 
     Issuers are every certificate above the leaf, plus the anchor when it is a certificate.
     pathLen counts the certificates with ``cA`` TRUE below the issuer, a CA leaf included.
+    ``path_facts`` (from :func:`facts`, one per certificate of ``path``) saves a pass.
     """
-    issuers: list[tuple[int, x509.Certificate]] = [(i, path[i]) for i in range(1, len(path))]
+    found = list(path_facts) if path_facts is not None else [facts(c) for c in path]
     if anchor is not None:
-        issuers.append((len(path), anchor))
-    found = [_constraints(c) for c in path]
-    if anchor is not None:
-        found.append(_constraints(anchor))
-    ca_flags = [bc for bc, _ in found]
-    for position, issuer in issuers:
-        constraints, usage = found[position]
+        found.append(facts(anchor))
+    for position in range(1, len(found)):
+        issuer = anchor if position == len(path) else path[position]
+        if issuer is None:  # pragma: no cover - len(found) > len(path) only with an anchor
+            break
+        constraints, usage = found[position].basic_constraints, found[position].key_usage
         issued = path[position - 1]
         if constraints is None or not constraints.ca:
             raise BasicConstraintsError(
@@ -195,7 +240,7 @@ def check_constraints(path: Sequence[x509.Certificate], anchor: x509.Certificate
             below = sum(
                 1
                 for j in range(position)
-                if (bc := ca_flags[j]) is not None
+                if (bc := found[j].basic_constraints) is not None
                 and bc.ca
                 and path[j].subject != path[j].issuer  # self-issued certificates do not count
             )
@@ -206,14 +251,18 @@ def check_constraints(path: Sequence[x509.Certificate], anchor: x509.Certificate
                 )
 
 
-def check_critical_extensions(path: Sequence[x509.Certificate]) -> None:
-    for certificate in path:
-        for extension in extensions(certificate):
-            if extension.critical and extension.oid not in UNDERSTOOD_CRITICAL_EXTENSIONS:
-                raise UnknownCriticalExtensionError(
-                    f"{describe(certificate)} carries critical extension "
-                    f"{extension.oid.dotted_string}, which edgetrust does not process"
-                )
+def check_critical_extensions(
+    path: Sequence[x509.Certificate], path_facts: Sequence[Facts] | None = None
+) -> None:
+    """No certificate carries a critical extension that edgetrust does not process."""
+    found = path_facts if path_facts is not None else [facts(c) for c in path]
+    for certificate, certificate_facts in zip(path, found, strict=True):
+        if certificate_facts.unknown_critical is not None:
+            raise UnknownCriticalExtensionError(
+                f"{describe(certificate)} carries critical extension "
+                f"{certificate_facts.unknown_critical.dotted_string}, "
+                "which edgetrust does not process"
+            )
 
 
 def describe(certificate: x509.Certificate) -> str:
@@ -232,18 +281,3 @@ def extensions(certificate: x509.Certificate) -> x509.Extensions:
         return certificate.extensions
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
         raise CertificateError(f"{describe(certificate)} has malformed extensions: {e}") from e
-
-
-def _constraints(
-    certificate: x509.Certificate,
-) -> tuple[x509.BasicConstraints | None, x509.KeyUsage | None]:
-    """basicConstraints and keyUsage of a certificate, in one pass over its extensions."""
-    constraints: x509.BasicConstraints | None = None
-    usage: x509.KeyUsage | None = None
-    for extension in extensions(certificate):
-        value = extension.value
-        if isinstance(value, x509.BasicConstraints):
-            constraints = value
-        elif isinstance(value, x509.KeyUsage):
-            usage = value
-    return constraints, usage
