@@ -46,6 +46,12 @@ from edgetrust.onboarding.records import (
 AUDIT_GENESIS = bytes(32)
 MAX_DETAIL = 64 * 1024
 
+# Built once (statement construction costs more than execution on the hot path).
+_AUDIT_LAST = select(s.audit.c.seq, s.audit.c.digest).order_by(s.audit.c.seq.desc()).limit(1)
+_AUDIT_INSERT = s.audit.insert()
+_REVOCATION_HEAD = select(func.coalesce(func.max(s.revocations.c.seq), 0))
+_REVOCATION_INSERT = s.revocations.insert().returning(*s.revocations.c)
+
 
 def canonical_json(value: Mapping[str, Any]) -> str:
     """How audit details are stored: sorted keys, no whitespace, no NaN, UTF-8 kept."""
@@ -82,8 +88,7 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
     if len(detail) > MAX_DETAIL:
         raise OversizeError(f"audit detail is longer than {MAX_DETAIL} characters")
     db.lock_table(conn, "audit")
-    a = s.audit
-    last = conn.execute(select(a.c.seq, a.c.digest).order_by(a.c.seq.desc()).limit(1)).first()
+    last = conn.execute(_AUDIT_LAST).first()
     seq = 1 if last is None else int(last.seq) + 1
     previous = AUDIT_GENESIS if last is None else bytes.fromhex(last.digest)
     at = now.astimezone(UTC)
@@ -97,15 +102,16 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
         detail=detail,
     )
     conn.execute(
-        a.insert().values(
-            seq=seq,
-            at=at,
-            actor=event.actor,
-            action=event.action,
-            subject=event.subject,
-            detail=detail,
-            digest=digest.hex(),
-        )
+        _AUDIT_INSERT,
+        {
+            "seq": seq,
+            "at": at,
+            "actor": event.actor,
+            "action": event.action,
+            "subject": event.subject,
+            "detail": detail,
+            "digest": digest.hex(),
+        },
     )
     return AuditRecord(
         seq=seq,
@@ -156,21 +162,17 @@ def append_revocation(
 ) -> RevocationEvent:
     """Append one feed event inside the caller's transaction."""
     db.lock_table(conn, "revocations")
-    r = s.revocations
-    seq = int(conn.execute(select(func.coalesce(func.max(r.c.seq), 0))).scalar_one()) + 1
-    row = conn.execute(
-        r.insert()
-        .values(
-            seq=seq,
-            kind=kind.value,
-            ueid=ueid_hex,
-            serial=serial_hex,
-            reason=reason,
-            actor=actor,
-            at=now,
-        )
-        .returning(*r.c)
-    ).one()
+    seq = int(conn.execute(_REVOCATION_HEAD).scalar_one()) + 1
+    values = {
+        "seq": seq,
+        "kind": kind.value,
+        "ueid": ueid_hex,
+        "serial": serial_hex,
+        "reason": reason,
+        "actor": actor,
+        "at": now,
+    }
+    row = conn.execute(_REVOCATION_INSERT, values).one()
     return revocation_event(row)
 
 

@@ -29,8 +29,10 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, func, or_, select
+from sqlalchemy import Connection, Executable, Row, bindparam, func, or_, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 
 from edgetrust.errors import (
@@ -78,6 +80,39 @@ from edgetrust.onboarding.records import (
 
 _ACTIVE = DeviceStatus.ACTIVE.value
 _REVOKED = DeviceStatus.REVOKED.value
+
+
+# Hot-path statements, built once: building a Core statement and its cache key on every call
+# costs more than executing it (measured with bench/registry_store.py).
+_n, _d, _c = s.nonces, s.devices, s.certificates
+_NONCE_INSERT = _n.insert()
+_NONCE_CONSUME = (
+    _n.update()
+    .where(_n.c.value == bindparam("v"), _n.c.used_at.is_(None), _n.c.expires_at > bindparam("now"))
+    .where(or_(_n.c.session.is_(None), _n.c.session == bindparam("b_session")))
+    .values(used_at=bindparam("now"))
+    .returning(*_n.c)
+)
+_NONCE_SELECT = select(_n).where(_n.c.value == bindparam("v"))
+_DEVICE_REFRESH = (
+    _d.update()
+    .where(_d.c.ueid == bindparam("u"), _d.c.status == _ACTIVE)
+    .where(_d.c.device_id_fingerprint == bindparam("fp"))
+    .values(
+        product=bindparam("p_product"),
+        device_id_pem=bindparam("p_pem"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_d.c)
+)
+_DEVICE_LOCK = select(_d).where(_d.c.ueid == bindparam("u")).with_for_update()
+_CERT_INSERT = _c.insert().returning(*_c.c)
+
+
+def _device_insert_if_absent(dialect: str) -> Executable:
+    """``INSERT ... ON CONFLICT (ueid) DO NOTHING RETURNING *`` in the dialect's construct."""
+    insert = pg_insert(_d) if dialect == "postgresql" else sqlite_insert(_d)
+    return insert.on_conflict_do_nothing(index_elements=[_d.c.ueid]).returning(*_d.c)
 
 
 class RegistryStore(NonceStore, Protocol):
@@ -150,6 +185,7 @@ class SqlRegistryStore:
         except BaseException:
             self._db.dispose()
             raise
+        self._device_insert = _device_insert_if_absent(self._db.dialect)
 
     @property
     def dialect(self) -> str:
@@ -211,7 +247,7 @@ class SqlRegistryStore:
             "created_at": now,
             "expires_at": record.expires_at,
         }
-        self._db.write(lambda conn: conn.execute(s.nonces.insert().values(**row)))
+        self._db.write(lambda conn: conn.execute(_NONCE_INSERT, row))
         return record
 
     def consume_nonce(self, value: bytes, *, session: str | None, now: datetime) -> NonceRecord:
@@ -264,7 +300,7 @@ class SqlRegistryStore:
         def work(conn: Connection) -> IssuanceReceipt:
             if nonce is not None:
                 _consume(conn, nonce, now)
-            row, new_device = _lock_or_create_device(conn, device, now)
+            row, new_device = self._lock_or_create_device(conn, device, now)
             if row.status == _REVOKED:
                 raise RevokedError(f"device {ueid_hex} is revoked")
             if row.device_id_fingerprint != device.device_id_fingerprint.hex():
@@ -280,13 +316,11 @@ class SqlRegistryStore:
                 "pem": certificate.pem,
                 "issued_at": now,
                 "nonce": None if nonce is None else nonce.value.hex(),
+                "revoked_at": None,
             }
             try:
-                with conn.begin_nested():
-                    cert_row = conn.execute(
-                        s.certificates.insert().values(**values).returning(*s.certificates.c)
-                    ).one()
-            except sa_exc.IntegrityError as e:
+                cert_row = conn.execute(_CERT_INSERT, values).one()
+            except sa_exc.IntegrityError as e:  # the transaction is rolled back as we leave
                 raise DuplicateRecordError(
                     f"certificate serial {serial} (or its nonce) is already recorded"
                 ) from e
@@ -316,6 +350,45 @@ class SqlRegistryStore:
             )
 
         return self._db.write(work)
+
+    def _lock_or_create_device(
+        self, conn: Connection, device: DeviceRegistration, now: datetime
+    ) -> tuple[Row[Any], bool]:
+        """Lock the device row or create it; ``(row, created)``.
+
+        An active row with the same DeviceID key is refreshed (product, DeviceID certificate,
+        ``updated_at``) by the UPDATE that locks it: one statement for a renewal. A new device is
+        one ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL waits for a concurrent insert of the
+        same UEID and then does nothing). Anything else (revoked, another key, or inserted by
+        another replica meanwhile) is locked as it is and judged by the caller.
+        """
+        key = {
+            "u": device.ueid.hex(),
+            "fp": device.device_id_fingerprint.hex(),
+            "p_product": device.product,
+            "p_pem": device.device_id_pem,
+            "now": now,
+        }
+        refreshed = conn.execute(_DEVICE_REFRESH, key).first()
+        if refreshed is not None:
+            return refreshed, False
+        row = {
+            "ueid": key["u"],
+            "product": device.product,
+            "status": _ACTIVE,
+            "device_id_pem": device.device_id_pem,
+            "device_id_fingerprint": key["fp"],
+            "created_at": now,
+            "updated_at": now,
+            "revoked_at": None,
+        }
+        created = conn.execute(self._device_insert, row).first()
+        if created is not None:
+            return created, True
+        existing = conn.execute(_DEVICE_LOCK, key).first()  # FOR UPDATE: a no-op on SQLite
+        if existing is None:  # pragma: no cover - rows are never deleted
+            raise StoreError(f"device {key['u']} vanished while being registered")
+        return existing, False
 
     def find_device(self, ueid: bytes) -> DeviceRecord | None:
         check_ueid(ueid)
@@ -600,18 +673,11 @@ class SqlRegistryStore:
 def _consume(conn: Connection, claim: NonceClaim, now: datetime) -> NonceRecord:
     if not MIN_NONCE <= len(claim.value) <= MAX_NONCE:
         raise UnknownNonceError("unknown nonce (wrong length)")
-    n = s.nonces
-    key = claim.value.hex()
-    used = conn.execute(
-        n.update()
-        .where(n.c.value == key, n.c.used_at.is_(None), n.c.expires_at > now)
-        .where(or_(n.c.session.is_(None), n.c.session == claim.session))
-        .values(used_at=now)
-        .returning(*n.c)
-    ).first()
+    params = {"v": claim.value.hex(), "now": now, "b_session": claim.session}
+    used = conn.execute(_NONCE_CONSUME, params).first()
     if used is not None:
         return rec.nonce_record(used)
-    row = conn.execute(select(n).where(n.c.value == key)).first()
+    row = conn.execute(_NONCE_SELECT, params).first()
     if row is None:
         raise UnknownNonceError("unknown nonce")
     if row.used_at is not None:
@@ -619,43 +685,3 @@ def _consume(conn: Connection, claim: NonceClaim, now: datetime) -> NonceRecord:
     if row.expires_at <= now:
         raise NonceExpiredError(f"nonce expired at {row.expires_at.isoformat()}")
     raise NonceSessionError("nonce was issued to another session")
-
-
-def _lock_or_create_device(
-    conn: Connection, device: DeviceRegistration, now: datetime
-) -> tuple[Row[Any], bool]:
-    """Lock the device row (refreshing product and DeviceID cert when it is active and the key
-    matches) or create it. Returns ``(row, created)``."""
-    d = s.devices
-    ueid_hex = device.ueid.hex()
-    fingerprint = device.device_id_fingerprint.hex()
-    for _ in range(3):
-        refreshed = conn.execute(
-            d.update()
-            .where(d.c.ueid == ueid_hex, d.c.status == _ACTIVE)
-            .where(d.c.device_id_fingerprint == fingerprint)
-            .values(product=device.product, device_id_pem=device.device_id_pem, updated_at=now)
-            .returning(*d.c)
-        ).first()
-        if refreshed is not None:
-            return refreshed, False
-        # Revoked, another key, or new: lock what is there (FOR UPDATE is a no-op on SQLite).
-        existing = conn.execute(select(d).where(d.c.ueid == ueid_hex).with_for_update()).first()
-        if existing is not None:
-            return existing, False
-        insert = d.insert().values(
-            ueid=ueid_hex,
-            product=device.product,
-            status=_ACTIVE,
-            device_id_pem=device.device_id_pem,
-            device_id_fingerprint=fingerprint,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            with conn.begin_nested():
-                created = conn.execute(insert.returning(*d.c)).one()
-        except sa_exc.IntegrityError:
-            continue  # another replica registered it between our statements: look again
-        return created, True
-    raise StoreError(f"could not register device {ueid_hex}: concurrent updates")
