@@ -13,7 +13,9 @@ Two databases, one code path (SQLAlchemy Core 2):
   instead of failing on a read-to-write lock upgrade; read transactions use ``BEGIN DEFERRED``.
 * **PostgreSQL** (``postgresql://USER:PW@HOST:PORT/DB``; the psycopg 3 driver is chosen unless the
   URL names another), the scale-out store that verifier replicas share. READ COMMITTED; the few
-  serialisation points are explicit (row locks, table locks for the append-only sequences, see
+  serialisation points are explicit (row locks, transaction-scoped advisory locks for the
+  append-only sequences -- no table privilege beyond INSERT/SELECT is needed for them, so an
+  operator may REVOKE UPDATE, DELETE on ``audit`` and ``revocations`` from the verifier's role; see
   :mod:`edgetrust.onboarding.store`). Serialization failures and deadlocks (SQLSTATE 40001 /
   40P01) are retried a few times. Schema creation takes an advisory lock, so replicas that start
   together do not race on ``CREATE TABLE``.
@@ -42,7 +44,10 @@ T = TypeVar("T")
 
 SQLITE_SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
 _PG_RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
-_PG_SCHEMA_LOCK = 0x6564_6765_7472  # pg_advisory_xact_lock key: "edgetr"
+_PG_SCHEMA_LOCK = 0x6564_6765_7472  # pg_advisory_xact_lock keys: "edgetr" + n
+#: name -> advisory lock key of the writers that :meth:`Database.serialize` orders
+_PG_WRITER_LOCKS = {"audit": _PG_SCHEMA_LOCK + 1, "revocations": _PG_SCHEMA_LOCK + 2}
+_PG_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _ATTEMPTS = 5
 
 
@@ -159,7 +164,7 @@ class Database:
                 if not create:
                     raise ConfigError(f"no edgetrust registry in database {self.url}")
                 if self.dialect == "postgresql":  # replicas starting together: one creates
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
+                    conn.execute(_PG_ADVISORY_LOCK, {"k": _PG_SCHEMA_LOCK})
                 s.metadata.create_all(conn, checkfirst=True)
                 for ddl in s.append_only_ddl(self.dialect):
                     conn.execute(text(ddl))
@@ -211,10 +216,12 @@ class Database:
         except sa_exc.SQLAlchemyError as e:
             raise translate(e, self.url) from e
 
-    def lock_table(self, conn: Connection, table: str) -> None:
-        """Serialise writers of ``table`` until commit (PostgreSQL; SQLite already is)."""
+    def serialize(self, conn: Connection, name: str) -> None:
+        """Order the store's writers of ``name`` (``audit``, ``revocations``) until this
+        transaction ends: a PostgreSQL transaction-scoped advisory lock (readers are not
+        affected). SQLite needs nothing: ``BEGIN IMMEDIATE`` already holds the one write lock."""
         if self.dialect == "postgresql":
-            conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            conn.execute(_PG_ADVISORY_LOCK, {"k": _PG_WRITER_LOCKS[name]})
 
 
 def _configure_sqlite(engine: Engine, *, synchronous: str, busy_timeout_ms: int) -> None:

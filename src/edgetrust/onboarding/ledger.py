@@ -4,9 +4,9 @@ Both are written only inside a store transaction, through :func:`append_revocati
 :func:`append_audit`, and never updated or deleted (triggers refuse it, see
 :mod:`edgetrust.onboarding.schema`).
 
-Sequence numbers are ``max(seq) + 1`` computed under a table lock that is held until the commit
-(PostgreSQL ``LOCK TABLE ... IN EXCLUSIVE MODE``, which still lets readers read; on SQLite the
-database write lock of ``BEGIN IMMEDIATE``). Hence, across processes and replicas:
+Sequence numbers are ``max(seq) + 1`` computed under a lock that is held until the commit
+(PostgreSQL: a transaction-scoped advisory lock per ledger, which readers never wait for; SQLite:
+the database write lock of ``BEGIN IMMEDIATE``). Hence, across processes and replicas:
 
 * ``seq`` is gapless (a rolled-back transaction takes its number with it; an identity column or a
   PostgreSQL sequence would leave a hole), and
@@ -87,7 +87,7 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
         raise InvalidRequestError(f"audit detail is not JSON: {e}") from e
     if len(detail) > MAX_DETAIL:
         raise OversizeError(f"audit detail is longer than {MAX_DETAIL} characters")
-    db.lock_table(conn, "audit")
+    db.serialize(conn, "audit")
     last = conn.execute(_AUDIT_LAST).first()
     seq = 1 if last is None else int(last.seq) + 1
     previous = AUDIT_GENESIS if last is None else bytes.fromhex(last.digest)
@@ -161,7 +161,7 @@ def append_revocation(
     now: datetime,
 ) -> RevocationEvent:
     """Append one feed event inside the caller's transaction."""
-    db.lock_table(conn, "revocations")
+    db.serialize(conn, "revocations")
     seq = int(conn.execute(_REVOCATION_HEAD).scalar_one()) + 1
     values = {
         "seq": seq,

@@ -16,9 +16,10 @@ Concurrency guarantees (SQLite file shared by processes, or PostgreSQL shared by
 * **No double issuance**: serial numbers are primary keys; a nonce consumed with an issuance is
   stored UNIQUE on its certificate row.
 * **Gapless, commit-ordered sequences**: revocation and audit ``seq`` are ``max + 1`` computed
-  under a table lock held until commit (SQLite: the database write lock), so a feed reader that
-  has seen ``seq = n`` never later sees a smaller one appear, and the audit hash chain is linear.
-  Lock order, everywhere: device row -> certificate rows -> revocations -> audit.
+  under a lock held until commit (PostgreSQL: an advisory lock; SQLite: the write lock), so a
+  feed reader that has seen ``seq = n`` never later sees a smaller one appear, and the audit hash
+  chain is linear.
+  Lock order, everywhere: nonce row -> device row -> certificate rows -> revocations -> audit.
 
 Time is a parameter (``now``, aware datetimes); the store never reads the clock.
 """
