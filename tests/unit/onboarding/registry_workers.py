@@ -13,9 +13,9 @@ from multiprocessing import Queue
 from multiprocessing.synchronize import Barrier
 
 from edgetrust.errors import NonceReplayError
-from edgetrust.onboarding.records import NonceClaim
+from edgetrust.onboarding.records import AuditEvent, NonceClaim
 from edgetrust.onboarding.store import SqlRegistryStore
-from tests.unit.onboarding.registry_data import NOW, certificate, device
+from tests.unit.onboarding.registry_data import NOW, certificate, device, ueid
 
 DEVICES = 7  # few devices, so that both workers race on registering and locking the same rows
 
@@ -23,7 +23,7 @@ DEVICES = 7  # few devices, so that both workers race on registering and locking
 def race(
     url: str, worker: int, nonces: list[bytes], barrier: Barrier, results: Queue[object]
 ) -> None:
-    """Try to use every nonce, half of them with an issuance; report what this worker won."""
+    """Race for every nonce (half with an issuance), append and revoke at once; report."""
     try:
         results.put((worker, _race(url, worker, nonces, barrier)))
     except BaseException as e:  # noqa: BLE001 - report anything, free the other worker at once
@@ -57,7 +57,26 @@ def _race(url: str, worker: int, nonces: list[bytes], barrier: Barrier) -> dict[
                     won_consume.append(i)
             except NonceReplayError:
                 refused += 1
-    return {"issued": won_issuance, "consumed": won_consume, "refused": refused}
+            if i % 2:  # both append to the audit log at once: its seq must stay gapless
+                event = AuditEvent(
+                    actor=f"worker-{worker}", action="race.step", subject=str(i), detail={}
+                )
+                store.append_audit(event, now=NOW + timedelta(seconds=1))
+        # Then both revoke at once: worker 0 devices, worker 1 its own certificates.
+        serials = [1 + i * 2 + worker for i in won_issuance]
+        feed: list[int] = []
+        for k in range(DEVICES):
+            barrier.wait(timeout=60)
+            later = NOW + timedelta(seconds=2)
+            if worker == 0:
+                feed.append(
+                    store.revoke_device(ueid(k + 1), reason="race", actor="w0", now=later).seq
+                )
+            elif k < len(serials):
+                feed.append(
+                    store.revoke_certificate(serials[k], reason="race", actor="w1", now=later).seq
+                )
+    return {"issued": won_issuance, "consumed": won_consume, "refused": refused, "feed": feed}
 
 
 def issue_forever(url: str) -> None:

@@ -1,9 +1,11 @@
 """Two processes against one database (a SQLite file, or PostgreSQL as two verifier replicas).
 
-Both race for the same nonces, half through ``consume_nonce`` and half through
-``record_issuance(nonce=...)``, registering the same few devices concurrently. Afterwards: every
-nonce was won exactly once, every won issuance is in the database (nothing lost), nothing else
-is (no double issuance), and the audit chain is gapless and verifies.
+Both race for the same nonces in lock step, half through ``consume_nonce`` and half through
+``record_issuance(nonce=...)``, registering the same few devices concurrently, append to the
+audit log at the same moments, then revoke devices and certificates at the same moments.
+Afterwards: every nonce was won exactly once, every won issuance is in the database (nothing
+lost), nothing else is (no double issuance), the revocation feed is gapless, and the audit chain
+is gapless and verifies.
 """
 
 from __future__ import annotations
@@ -59,7 +61,14 @@ def test_two_processes_never_share_a_nonce_or_lose_a_record(db_url: str) -> None
         assert len(certs) == len(expected)
         assert {c.nonce for c in certs} == {nonces[i] for i in winners}
         assert len(store.list_devices()) == registry_workers.DEVICES
+        # Revocations appended at once by both: the feed is gapless and every event was seen.
+        head = store.revocation_head()
+        assert [e.seq for e in store.revocations_since(0)] == list(range(1, head + 1))
+        assert set(results[0]["feed"]) | set(results[1]["feed"]) == set(range(1, head + 1))
+        assert all(d.revoked_at is not None for d in store.list_devices())
+        # Audit: issuances + two concurrent appends per odd step + one per revocation event.
         chain = store.verify_audit_chain()
-        assert chain.length == len(expected)
-        actors = {a.actor for a in store.audit_since(0)}
-        assert actors == {"worker-0", "worker-1"}
+        assert chain.length == len(expected) + NONCES + head
+        actions = [a.action for a in store.audit_since(0)]
+        assert actions.count("certificate.issued") == len(expected)
+        assert actions.count("race.step") == NONCES
