@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Executable, Row, bindparam, func, or_, select
 from sqlalchemy import exc as sa_exc
@@ -686,3 +686,9 @@ def _consume(conn: Connection, claim: NonceClaim, now: datetime) -> NonceRecord:
     if row.expires_at <= now:
         raise NonceExpiredError(f"nonce expired at {row.expires_at.isoformat()}")
     raise NonceSessionError("nonce was issued to another session")
+
+
+if TYPE_CHECKING:  # mypy proves that the SQL store implements the whole interface
+
+    def _implements(store: SqlRegistryStore) -> RegistryStore:
+        return store
