@@ -55,10 +55,8 @@ anchors, as the :class:`~edgetrust.attest.reference.EndorsementBundle` that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -66,417 +64,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from edgetrust.attest.dice import KeyAlg
-from edgetrust.attest.reference import (
-    DebugPolicy,
-    DigestAlgorithm,
-    EndorsementBundle,
-    FirmwareReference,
-    LayerReference,
-    ProductReference,
-    ReferenceValues,
-    SecureBootPolicy,
-)
-from edgetrust.certs.ca import (
-    INTERMEDIATE_CERT_FILE,
-    ROOT_CERT_FILE,
-    CertificateAuthority,
-)
+from edgetrust.attest.reference import EndorsementBundle, ProductReference, ReferenceValues
+from edgetrust.certs.ca import INTERMEDIATE_CERT_FILE, ROOT_CERT_FILE, CertificateAuthority
 from edgetrust.certs.keys import KeyAlgorithm
 from edgetrust.certs.loading import read_certificate
-from edgetrust.errors import ConfigError, Error, WorkspaceError
+from edgetrust.errors import ConfigError, WorkspaceError
+from edgetrust.onboarding.factory_config import (
+    DEFAULT_PRODUCT,
+    ComponentDefinition,
+    FactoryConfig,
+    FirmwareRelease,
+    LayerDefinition,
+    ProductDefinition,
+    ReleasedImage,
+    check_name,
+    check_version,
+    default_product,
+    demo_image,
+    parse_json,
+)
 
-__all__ = [
-    "DEFAULT_PRODUCT",
-    "FACTORY_FILE",
-    "ComponentDefinition",
-    "FactoryConfig",
-    "FactoryWorkspace",
-    "FirmwareImages",
-    "FirmwareRelease",
-    "LayerDefinition",
-    "ProductDefinition",
-    "ReleasedImage",
-    "default_product",
-    "demo_image",
-]
+__all__ = ["DEFAULT_ORGANIZATION", "FACTORY_FILE", "FactoryWorkspace", "FirmwareImages"]
 
-FACTORY_FORMAT: Final = "edgetrust-factory"
-RELEASE_FORMAT: Final = "edgetrust-firmware-release"
-FORMAT_VERSION: Final = 1
 FACTORY_FILE: Final = "factory.json"
 CA_DIR: Final = "ca"
-IMAGES_DIR: Final = "images"
 RELEASES_DIR: Final = "releases"
-DEFAULT_PRODUCT: Final = "edgetrust-sim"
 DEFAULT_ORGANIZATION: Final = "edgetrust"
-DEMO_IMAGE_SIZE: Final = 4096
-#: Every image is endorsed with these digests: a device may report any of them.
-ENDORSED_DIGESTS: Final = (DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
-
-
-def _check_name(what: str, value: object) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(
-            f"{what} {value!r} is not a valid name (letters, digits, '.', '_', '-'; "
-            "at most 64, starting with a letter or digit)"
-        )
-    return value
-
-
-def _check_version(what: str, value: object) -> str:
-    if not isinstance(value, str) or not _VERSION.match(value):
-        raise ConfigError(f"{what} {value!r} is not a valid version (e.g. 1.0.0)")
-    return value
-
-
-# ------------------------------------------------------------------------------------------------
-# Configuration (factory.json)
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LayerDefinition:
-    """A DICE layer of a product: its name, version, SVN and default image (workspace path)."""
-
-    name: str
-    version: str
-    svn: int
-    image: str
-
-    def __post_init__(self) -> None:
-        _check_name("layer name", self.name)
-        _check_version(f"layer {self.name!r} version", self.version)
-        if isinstance(self.svn, bool) or not isinstance(self.svn, int) or self.svn < 0:
-            raise ConfigError(f"layer {self.name!r}: svn must be an integer >= 0")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComponentDefinition:
-    """A measured component of a product (application, model) that is not a DICE layer."""
-
-    name: str
-    version: str
-    image: str
-
-    def __post_init__(self) -> None:
-        _check_name("component name", self.name)
-        _check_version(f"component {self.name!r} version", self.version)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProductDefinition:
-    """A product the factory makes: its DICE layers, components and default release."""
-
-    name: str
-    firmware_version: str
-    layers: tuple[LayerDefinition, ...]
-    components: tuple[ComponentDefinition, ...] = ()
-    secure_boot: bool = True
-    svn_min: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_name("product name", self.name)
-        _check_version(f"product {self.name!r} firmware version", self.firmware_version)
-        if not self.layers:
-            raise ConfigError(f"product {self.name!r} has no layers")
-        names = [x.name for x in self.layers] + [c.name for c in self.components]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"product {self.name!r}: layer and component names must be unique")
-        for layer, svn in self.svn_min.items():
-            if layer not in names:
-                raise ConfigError(f"product {self.name!r}: svn_min names unknown layer {layer!r}")
-            if isinstance(svn, bool) or not isinstance(svn, int) or svn < 0:
-                raise ConfigError(f"product {self.name!r}: svn_min[{layer!r}] must be >= 0")
-        object.__setattr__(self, "svn_min", MappingProxyType(dict(self.svn_min)))
-
-    def layer(self, name: str) -> LayerDefinition | None:
-        return next((x for x in self.layers if x.name == name), None)
-
-    def component(self, name: str) -> ComponentDefinition | None:
-        return next((c for c in self.components if c.name == name), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "firmware_version": self.firmware_version,
-            "secure_boot": self.secure_boot,
-            "svn_min": dict(self.svn_min),
-            "layers": [
-                {"name": x.name, "version": x.version, "svn": x.svn, "image": x.image}
-                for x in self.layers
-            ],
-            "components": [
-                {"name": c.name, "version": c.version, "image": c.image} for c in self.components
-            ],
-        }
-
-
-def default_product(name: str = DEFAULT_PRODUCT) -> ProductDefinition:
-    """The demo product: two DICE layers (bootloader, firmware) and two measured components
-    (the application and the model), all at version 1.0.0 / SVN 1."""
-    _check_name("product name", name)
-    base = f"{IMAGES_DIR}/{name}"
-    return ProductDefinition(
-        name=name,
-        firmware_version="1.0.0",
-        layers=(
-            LayerDefinition(
-                name="bootloader", version="1.0.0", svn=1, image=f"{base}/bootloader.bin"
-            ),
-            LayerDefinition(name="firmware", version="1.0.0", svn=1, image=f"{base}/firmware.bin"),
-        ),
-        components=(
-            ComponentDefinition(
-                name="application", version="1.0.0", image=f"{base}/application.bin"
-            ),
-            ComponentDefinition(name="model", version="1", image=f"{base}/model.bin"),
-        ),
-        svn_min={"bootloader": 1, "firmware": 1},
-    )
-
-
-def demo_image(product: str, name: str, version: str, size: int = DEMO_IMAGE_SIZE) -> bytes:
-    """A deterministic demo image: a readable header, then SHAKE-256 of it up to ``size`` bytes.
-
-    The same product, name and version always give the same bytes, so a workspace made again
-    endorses the same digests.
-    """
-    header = f"EDGETRUST DEMO IMAGE {product}/{name} {version}\n".encode()
-    return header + hashlib.shake_256(b"edgetrust-demo-image\x00" + header).digest(
-        max(size - len(header), 0)
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FactoryConfig:
-    """The content of ``factory.json``."""
-
-    organization: str
-    oemid: bytes
-    products: tuple[ProductDefinition, ...]
-    device_key_alg: KeyAlg = KeyAlg.P256
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.organization, str) or not self.organization.strip():
-            raise ConfigError("organization must be a non-empty string")
-        if len(self.oemid) not in (3, 16):
-            raise ConfigError("oemid must be 3 bytes (IEEE OUI) or 16 bytes (random OEM ID)")
-        if not self.products:
-            raise ConfigError("a factory makes at least one product")
-        names = [p.name for p in self.products]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"a product is defined twice: {names}")
-        try:
-            object.__setattr__(self, "device_key_alg", KeyAlg(self.device_key_alg))
-        except ValueError as e:
-            raise ConfigError(f"device_key_alg {self.device_key_alg!r}: p256 or ed25519") from e
-
-    def product(self, name: str | None = None) -> ProductDefinition:
-        """The product called ``name`` (the first one when ``None``)."""
-        if name is None:
-            return self.products[0]
-        for product in self.products:
-            if product.name == name:
-                return product
-        known = ", ".join(p.name for p in self.products)
-        raise ConfigError(f"unknown product {name!r} (this factory makes: {known})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FACTORY_FORMAT,
-            "version": FORMAT_VERSION,
-            "organization": self.organization,
-            "oemid": self.oemid.hex(),
-            "device_key_alg": self.device_key_alg.value,
-            "products": [p.to_dict() for p in self.products],
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: object) -> FactoryConfig:
-        obj = _Obj(data, "factory.json")
-        obj.allow("format", "version", "organization", "oemid", "device_key_alg", "products")
-        obj.check_format(FACTORY_FORMAT)
-        products = tuple(
-            _product_from(item, f"factory.json.products[{i}]")
-            for i, item in enumerate(obj.array("products"))
-        )
-        return cls(
-            organization=obj.text("organization"),
-            oemid=obj.hexbytes("oemid"),
-            device_key_alg=obj.text("device_key_alg", "p256"),  # type: ignore[arg-type]
-            products=products,
-        )
-
-
-def _product_from(data: object, path: str) -> ProductDefinition:
-    obj = _Obj(data, path)
-    obj.allow("name", "firmware_version", "secure_boot", "svn_min", "layers", "components")
-    svn_obj = _Obj(obj.data.get("svn_min", {}), f"{path}.svn_min")
-    layers = []
-    for i, item in enumerate(obj.array("layers")):
-        layer = _Obj(item, f"{path}.layers[{i}]")
-        layer.allow("name", "version", "svn", "image")
-        layers.append(
-            LayerDefinition(
-                name=layer.text("name"),
-                version=layer.text("version"),
-                svn=layer.integer("svn"),
-                image=layer.text("image"),
-            )
-        )
-    components = []
-    for i, item in enumerate(obj.array("components", default=[])):
-        component = _Obj(item, f"{path}.components[{i}]")
-        component.allow("name", "version", "image")
-        components.append(
-            ComponentDefinition(
-                name=component.text("name"),
-                version=component.text("version"),
-                image=component.text("image"),
-            )
-        )
-    secure_boot = obj.data.get("secure_boot", True)
-    if not isinstance(secure_boot, bool):
-        raise ConfigError(f"{path}.secure_boot: expected true or false")
-    return ProductDefinition(
-        name=obj.text("name"),
-        firmware_version=obj.text("firmware_version"),
-        layers=tuple(layers),
-        components=tuple(components),
-        secure_boot=secure_boot,
-        svn_min={name: svn_obj.integer(name) for name in svn_obj.data if name != "description"},
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# Firmware releases
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleasedImage:
-    """One image of a release: a DICE layer (with its SVN) or a measured component."""
-
-    name: str
-    version: str
-    digests: Mapping[DigestAlgorithm, bytes]
-    svn: int | None = None
-    dice: bool = True
-
-    @classmethod
-    def of(
-        cls, name: str, version: str, data: bytes, *, svn: int | None, dice: bool
-    ) -> ReleasedImage:
-        digests = {alg: alg.digest(data) for alg in ENDORSED_DIGESTS}
-        return cls(name=name, version=version, digests=digests, svn=svn, dice=dice)
-
-    def reference(self) -> LayerReference:
-        return LayerReference(name=self.name, digests=dict(self.digests), dice=self.dice)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "version": self.version}
-        if self.svn is not None:
-            out["svn"] = self.svn
-        out["digests"] = {alg.value: d.hex() for alg, d in sorted(self.digests.items())}
-        return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FirmwareRelease:
-    """A product's firmware version and the digest of each of its images."""
-
-    product: str
-    firmware_version: str
-    layers: tuple[ReleasedImage, ...]
-    components: tuple[ReleasedImage, ...] = ()
-
-    def same_images(self, other: FirmwareRelease) -> bool:
-        """Whether ``other`` names the same images (names, versions, SVNs and digests)."""
-        return (self.product, self.firmware_version, self.layers, self.components) == (
-            other.product,
-            other.firmware_version,
-            other.layers,
-            other.components,
-        )
-
-    def differences(self, other: FirmwareRelease) -> list[str]:
-        mine = {i.name: i for i in self.layers + self.components}
-        theirs = {i.name: i for i in other.layers + other.components}
-        return sorted(n for n in mine.keys() | theirs.keys() if mine.get(n) != theirs.get(n))
-
-    def reference(self, *, secure_boot: bool) -> FirmwareReference:
-        return FirmwareReference(
-            version=self.firmware_version,
-            layers=tuple(i.reference() for i in self.layers + self.components),
-            debug=DebugPolicy.FORBIDDEN,
-            secure_boot=SecureBootPolicy.REQUIRED if secure_boot else SecureBootPolicy.OPTIONAL,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": RELEASE_FORMAT,
-            "version": FORMAT_VERSION,
-            "product": self.product,
-            "firmware_version": self.firmware_version,
-            "layers": [i.to_dict() for i in self.layers],
-            "components": [i.to_dict() for i in self.components],
-        }
-
-    @classmethod
-    def from_dict(cls, data: object, path: str) -> FirmwareRelease:
-        obj = _Obj(data, path)
-        obj.allow("format", "version", "product", "firmware_version", "layers", "components")
-        obj.check_format(RELEASE_FORMAT)
-        return cls(
-            product=obj.text("product"),
-            firmware_version=obj.text("firmware_version"),
-            layers=tuple(
-                _image_from(x, f"{path}.layers[{i}]", dice=True)
-                for i, x in enumerate(obj.array("layers"))
-            ),
-            components=tuple(
-                _image_from(x, f"{path}.components[{i}]", dice=False)
-                for i, x in enumerate(obj.array("components", default=[]))
-            ),
-        )
-
-
-def _image_from(data: object, path: str, *, dice: bool) -> ReleasedImage:
-    obj = _Obj(data, path)
-    obj.allow("name", "version", "svn", "digests")
-    digests_obj = _Obj(obj.required("digests"), f"{path}.digests")
-    digests: dict[DigestAlgorithm, bytes] = {}
-    for name in digests_obj.data:
-        try:
-            alg = DigestAlgorithm(name)
-        except ValueError:
-            raise ConfigError(f"{path}.digests.{name}: unknown digest algorithm") from None
-        value = digests_obj.hexbytes(name)
-        if len(value) != alg.size:
-            raise ConfigError(f"{path}.digests.{name}: expected {alg.size * 2} hex digits")
-        digests[alg] = value
-    if not digests:
-        raise ConfigError(f"{path}.digests: at least one digest is required")
-    return ReleasedImage(
-        name=obj.text("name"),
-        version=obj.text("version"),
-        svn=obj.integer("svn") if dice else None,
-        digests=digests,
-        dice=dice,
-    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -551,7 +169,7 @@ class FactoryWorkspace:
         target = Path(directory)
         if not products:
             raise ConfigError("a factory makes at least one product")
-        names = [_check_name("product name", p) for p in products]
+        names = [check_name("product name", p) for p in products]
         if len(set(names)) != len(names):
             raise ConfigError(f"a product is named twice: {names}")
         _refuse_existing(target, force=force)
@@ -600,7 +218,7 @@ class FactoryWorkspace:
         except (OSError, UnicodeDecodeError) as e:
             raise WorkspaceError(f"{config_file}: cannot read: {e}") from e
         try:
-            config = FactoryConfig.from_dict(_parse_json(text, str(config_file)))
+            config = FactoryConfig.from_dict(parse_json(text, str(config_file)))
         except WorkspaceError:
             raise
         except ConfigError as e:
@@ -651,9 +269,7 @@ class FactoryWorkspace:
                 raise ConfigError(
                     f"product {definition.name!r} has no component {name!r} ({known})"
                 )
-        version = _check_version(
-            "firmware version", firmware_version or definition.firmware_version
-        )
+        version = check_version("firmware version", firmware_version or definition.firmware_version)
         return FirmwareImages(
             product=definition,
             firmware_version=version,
@@ -684,8 +300,8 @@ class FactoryWorkspace:
         return self.firmware_images(product.name)
 
     def release_file(self, product: str, firmware_version: str) -> Path:
-        _check_name("product name", product)
-        _check_version("firmware version", firmware_version)
+        check_name("product name", product)
+        check_version("firmware version", firmware_version)
         return self.releases_dir / product / f"{firmware_version}.json"
 
     def release(self, product: str, firmware_version: str) -> FirmwareRelease | None:
@@ -831,7 +447,7 @@ def _load_release(path: Path) -> FirmwareRelease:
     except (OSError, UnicodeDecodeError) as e:
         raise WorkspaceError(f"{path}: cannot read: {e}") from e
     try:
-        release = FirmwareRelease.from_dict(_parse_json(text, str(path)), path.name)
+        release = FirmwareRelease.from_dict(parse_json(text, str(path)), path.name)
     except WorkspaceError:
         raise
     except ConfigError as e:
@@ -853,82 +469,3 @@ def _ca_subject(organization: str, common_name: str) -> x509.Name:
         )
     except ValueError as e:
         raise ConfigError(f"organization {organization!r} cannot name a CA: {e}") from e
-
-
-# ---- strict JSON --------------------------------------------------------------------------------
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ConfigError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
-def _parse_json(text: str, what: str) -> object:
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates)
-    except Error:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise WorkspaceError(f"{what}: not valid JSON: {e}") from e
-
-
-class _Obj:
-    """A JSON object being read, with the path of every field for error messages."""
-
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        self.data: dict[str, Any] = data
-        self.path = path
-
-    def allow(self, *names: str) -> None:
-        for key in self.data:
-            if key not in names and key != "description":
-                raise ConfigError(f"{self.path}.{key}: unknown field")
-
-    def check_format(self, expected: str) -> None:
-        fmt = self.text("format")
-        if fmt != expected:
-            raise ConfigError(f"{self.path}.format: expected {expected!r}, found {fmt!r}")
-        if self.integer("version") != FORMAT_VERSION:
-            raise ConfigError(f"{self.path}.version: unsupported (this build reads 1)")
-
-    def required(self, name: str) -> Any:
-        if name not in self.data:
-            raise ConfigError(f"{self.path}.{name}: required field missing")
-        return self.data[name]
-
-    def text(self, name: str, default: str | None = None) -> str:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.path}.{name}: expected a non-empty string")
-        return value
-
-    def integer(self, name: str) -> int:
-        value = self.required(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.path}.{name}: expected an integer")
-        return value
-
-    def hexbytes(self, name: str) -> bytes:
-        value = self.text(name)
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise ConfigError(f"{self.path}.{name}: expected a hexadecimal string") from None
-
-    def array(self, name: str, *, default: list[Any] | None = None) -> list[Any]:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, list):
-            raise ConfigError(f"{self.path}.{name}: expected a JSON array")
-        return value

@@ -33,6 +33,7 @@ stopped), truncates a torn last journal line, and provisions exactly the missing
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -308,11 +309,11 @@ class _Journal:
     def __init__(self, path: Path, valid_length: int) -> None:
         self.path = path
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            if os.fstat(self._fd).st_size != valid_length:
-                os.ftruncate(self._fd, valid_length)  # drop a torn tail
-                os.fsync(self._fd)
-            os.lseek(self._fd, 0, os.SEEK_END)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if os.fstat(self.fd).st_size != valid_length:
+                os.ftruncate(self.fd, valid_length)  # drop a torn tail
+                os.fsync(self.fd)
+            os.lseek(self.fd, 0, os.SEEK_END)
         except OSError as e:
             raise WorkspaceError(f"{path}: cannot open the journal: {e}") from e
 
@@ -321,13 +322,13 @@ class _Journal:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
+                view = view[os.write(self.fd, view) :]
+            os.fsync(self.fd)
         except OSError as e:
             raise WorkspaceError(f"{self.path}: cannot append to the journal: {e}") from e
 
     def close(self) -> None:
-        os.close(self._fd)
+        os.close(self.fd)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -425,9 +426,12 @@ def _write_new(path: str, data: bytes, mode: int) -> None:
 _maker: _DeviceMaker | None = None
 
 
-def _init_worker(spec: _WorkerSpec) -> None:
+def _init_worker(spec: _WorkerSpec, inherited: tuple[int, ...]) -> None:
     global _maker  # noqa: PLW0603 - per-process state of a pool worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt does
+    for fd in inherited:  # a forked worker must not keep the run's lock (or journal) open
+        with contextlib.suppress(OSError):
+            os.close(fd)
     _maker = _DeviceMaker(spec)
 
 
@@ -477,13 +481,13 @@ def provision_batch(
     )
     ca = workspace.certificate_authority()
     plan = _plan(workspace, images, count=count, mode=mode, root_der=_der(ca))
+    workspace.check_release(images.release)  # a conflict is refused before OUT is touched
     target = Path(out)
     try:
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise WorkspaceError(f"{target}: cannot create the output directory: {e}") from e
-    workspace.check_release(images.release)  # a conflict is refused before OUT is touched
-    with _OutputLock(target):
+    with _OutputLock(target) as lock_fd:
         _check_plan(target, plan)
         recorded = workspace.record_release(images.release)
         done, discarded, valid_length = _recover(target, count)
@@ -499,7 +503,7 @@ def provision_batch(
                 if workers == 1 or len(missing) < POOL_THRESHOLD:
                     run.inline(spec, missing)
                 else:
-                    run.pooled(spec, missing, workers)
+                    run.pooled(spec, missing, workers, (lock_fd, journal.fd))
         finally:
             journal.close()
     return BatchReport(
@@ -562,14 +566,16 @@ class _Run:
         finally:
             self.checkpoint()
 
-    def pooled(self, spec: _WorkerSpec, missing: Sequence[int], workers: int) -> None:
+    def pooled(
+        self, spec: _WorkerSpec, missing: Sequence[int], workers: int, inherited: tuple[int, ...]
+    ) -> None:
         chunks = _chunks(missing)
         in_flight: set[Future[list[ProvisionedDevice]]] = set()
         with ProcessPoolExecutor(
             max_workers=workers,
             mp_context=_mp_context(),
             initializer=_init_worker,
-            initargs=(spec,),
+            initargs=(spec, inherited),
         ) as pool:
             try:
                 for chunk in _take(chunks, 4 * workers):
@@ -754,7 +760,7 @@ class _OutputLock:
         self.path = out / LOCK_FILE
         self.fd = -1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
@@ -766,6 +772,7 @@ class _OutputLock:
             raise WorkspaceError(
                 f"another provisioning run is writing to {self.path.parent}"
             ) from None
+        return self.fd
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # releases the lock
