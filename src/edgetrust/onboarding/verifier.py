@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +33,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from edgetrust._proto.edgetrust.v1 import (
-    revocation_pb2,
     revocation_pb2_grpc,
     verifier_pb2,
     verifier_pb2_grpc,
@@ -56,7 +55,13 @@ from edgetrust.onboarding.attestation import (
 )
 from edgetrust.onboarding.certifier import DEFAULT_LIFETIME, Certifier
 from edgetrust.onboarding.nonces import Challenge
-from edgetrust.onboarding.records import RevocationEvent, RevocationKind
+from edgetrust.onboarding.revocation_feed import (
+    REVOCATIONS_SERVICE,
+    FeedSettings,
+    RevocationSource,
+    RevocationsServicer,
+)
+from edgetrust.onboarding.sqlite_queue import SqliteWriteQueue
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.workspace import VerifierKeys
 
@@ -78,7 +83,6 @@ _log = logging.getLogger("edgetrust.verifier")
 #: Trailing-metadata key of the signed EAR on a refusal (binary: the ``-bin`` suffix).
 EAR_METADATA_KEY = "edgetrust-ear-bin"
 VERIFIER_SERVICE = "edgetrust.v1.Verifier"
-REVOCATIONS_SERVICE = "edgetrust.v1.Revocations"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,16 +112,6 @@ class AttestationCore(Protocol):
     def attest(self, request: AttestationRequest) -> AttestationOutcome:
         """Decide; raise a MalformedError subclass (before storing anything) for bad input."""
         ...
-
-
-class RevocationSource(Protocol):
-    """The registry's append-only revocation sequence (the store implements it)."""
-
-    def revocation_head(self) -> int: ...
-
-    def revocations_since(
-        self, after_seq: int, *, limit: int = ...
-    ) -> Sequence[RevocationEvent]: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,107 +327,6 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedSettings:
-    """Timing of the revocation feed (``proto/edgetrust/v1/revocation.proto``)."""
-
-    poll_interval_s: float = 0.2
-    default_heartbeat_ms: int = 2000
-    min_heartbeat_ms: int = 200
-    max_heartbeat_ms: int = 30000
-    batch: int = 500
-
-
-class _RevocationsServicer(revocation_pb2_grpc.RevocationsServicer):  # type: ignore[misc]
-    """Serves the registry's revocations to agents as a stream (replay, heartbeat, follow)."""
-
-    def __init__(
-        self,
-        source: RevocationSource,
-        settings: FeedSettings,
-        stopping: threading.Event,
-        metrics: Metrics,
-        *,
-        require_client_cert: bool,
-    ) -> None:
-        self._source = source
-        self._settings = settings
-        self._stopping = stopping
-        self._metrics = metrics
-        self._require_client_cert = require_client_cert
-
-    def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
-        identities = [
-            i.decode(errors="replace") if isinstance(i, bytes) else str(i)
-            for i in context.peer_identities() or ()
-        ]
-        if self._require_client_cert and not identities:
-            _abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "the revocation feed needs a client certificate from the cluster CA "
-                "(connect to the feed port)",
-            )
-        if any(i.startswith("spiffe://") and "/device/" in i for i in identities):
-            _abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "a device certificate is not an agent's: the revocation feed is for agents",
-            )
-        settings = self._settings
-        after: int = int(request.after_seq)
-        wished: int = int(request.heartbeat_interval_ms) or settings.default_heartbeat_ms
-        heartbeat_s = min(max(wished, settings.min_heartbeat_ms), settings.max_heartbeat_ms) / 1000
-        try:
-            head = self._source.revocation_head()
-        except StoreError as e:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, e.message)
-        if after > head:
-            _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"after_seq {after} is ahead of the registry's head {head}",
-            )
-        self._metrics.bump("feed_watchers")
-        caught_up = False
-        last_sent = time.monotonic()
-        while context.is_active() and not self._stopping.is_set():
-            try:
-                rows = self._source.revocations_since(after, limit=settings.batch)
-            except StoreError as e:
-                _abort(context, grpc.StatusCode.UNAVAILABLE, e.message)
-            for row in rows:
-                after = max(after, row.seq)
-                yield _revocation_event(row)
-                last_sent = time.monotonic()
-            if len(rows) >= settings.batch:
-                continue  # still replaying
-            now = time.monotonic()
-            if not caught_up or now - last_sent >= heartbeat_s:
-                caught_up = True
-                yield revocation_pb2.RevocationEvent(
-                    seq=after, kind=revocation_pb2.REVOCATION_KIND_HEARTBEAT
-                )
-                last_sent = now
-            self._stopping.wait(settings.poll_interval_s)
-
-
-def _revocation_event(event: RevocationEvent) -> Any:
-    kind = (
-        revocation_pb2.REVOCATION_KIND_CERTIFICATE
-        if event.kind is RevocationKind.CERTIFICATE
-        else revocation_pb2.REVOCATION_KIND_DEVICE
-    )
-    return revocation_pb2.RevocationEvent(
-        seq=event.seq,
-        kind=kind,
-        ueid_hex=event.ueid.hex(),
-        serial_hex=event.serial_hex or "",
-        reason=event.reason,
-        revoked_at_unix_ms=int(event.revoked_at.timestamp() * 1000),
-    )
-
-
 # ------------------------------------------------------------------------------------------------
 # Server lifecycle
 # ------------------------------------------------------------------------------------------------
@@ -490,7 +383,7 @@ class VerifierServer:
         services = [VERIFIER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if revocations is not None:
             revocation_pb2_grpc.add_RevocationsServicer_to_server(
-                _RevocationsServicer(
+                RevocationsServicer(
                     revocations,
                     feed_settings or FeedSettings(),
                     self._stopping,
@@ -585,16 +478,19 @@ def build_verifier_server(
     clock: Callable[[], datetime] | None = None,
 ) -> VerifierServer:
     """A verifier server (not started) over ``store`` with the workspace's ``keys``."""
+    registry: SqlRegistryStore | SqliteWriteQueue = (
+        SqliteWriteQueue(store) if store.dialect == "sqlite" else store
+    )
     certifier = Certifier(
         ca=keys.cluster_ca,
         chain=keys.cluster_ca.chain,
-        store=store,
+        store=registry,
         trust_domain=settings.trust_domain,
         lifetime=settings.certificate_lifetime,
         actor=settings.attestation.actor,
     )
     core = AttestationService(
-        store=store,
+        store=registry,
         certifier=certifier,
         ear_key=keys.ear_key,
         settings=settings.attestation,
@@ -609,7 +505,7 @@ def build_verifier_server(
         ),
         listen=settings.listen,
         feed_listen=settings.feed_listen,
-        revocations=store,
+        revocations=registry,
         workers=settings.workers,
         limits=settings.limits,
         feed_settings=settings.feed,
