@@ -18,7 +18,7 @@ from edgetrust.onboarding.store import SqlRegistryStore
 from tests.unit.onboarding import registry_workers
 from tests.unit.onboarding.registry_data import NOW
 
-NONCES = 120
+NONCES = 60
 
 
 def test_two_processes_never_share_a_nonce_or_lose_a_record(db_url: str) -> None:
