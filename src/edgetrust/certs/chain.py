@@ -251,8 +251,22 @@ def validate_chain(
     now: datetime,
 ) -> ValidatedChain:
     """Validate ``certificates`` (any order) against ``anchors`` at ``now``; see module doc."""
-    now = _utc(now)
-    _preflight(certificates)
+    try:
+        return _validate(certificates, anchors, _utc(now))
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        # cryptography parses some fields lazily: name the damaged certificate precisely (the
+        # check is done only now, to keep it off the path of every valid chain).
+        _preflight(certificates)
+        _preflight([a for a in anchors if isinstance(a, x509.Certificate)], "trust anchor")
+        raise
+
+
+def _validate(
+    certificates: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], now: datetime
+) -> ValidatedChain:
+    for index, certificate in enumerate(certificates):
+        if not isinstance(certificate, x509.Certificate):
+            raise ConfigError(f"certificate {index + 1} is not an x509.Certificate")
     anchor_list = _promote_key_anchors(_check_anchors(anchors), certificates)
     anchor_certs = [a for a in anchor_list if isinstance(a, x509.Certificate)]
     candidates = [c for c in certificates if not any(c == a for a in anchor_certs)]
@@ -362,15 +376,19 @@ def _result(
 def _cryptography_validate(
     path: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], now: datetime
 ) -> TrustAnchor:
-    """Run cryptography's validator; return the anchor it chained to, or raise precisely."""
+    """Run cryptography's validator; return the anchor it chained to, or raise precisely.
+
+    Every certificate anchor goes into the store (cryptography matches names itself, and the
+    store is reused while the anchors stay the same); a bare EC/RSA key goes in as a stand-in
+    certificate named after the top certificate's issuer.
+    """
     top = path[-1]
     store_certs: list[x509.Certificate] = []
     origin: list[TrustAnchor] = []  # the anchor behind each store certificate
     for anchor in anchors:
         if isinstance(anchor, x509.Certificate):
-            if anchor.subject == top.issuer:
-                store_certs.append(anchor)
-                origin.append(anchor)
+            store_certs.append(anchor)
+            origin.append(anchor)
         elif isinstance(anchor, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             store_certs.append(_anchor_certificate(_spki(anchor), top.issuer))
             origin.append(anchor)
@@ -379,22 +397,24 @@ def _cryptography_validate(
         raise UntrustedAnchorError(f"no trust anchor for {links.describe(top)}")
     verifier = (
         PolicyBuilder()
-        .store(Store(store_certs))
+        .store(_store(tuple(store_certs)))
         .time(now)
         .max_chain_depth(max(8, len(path) + 1))
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
         .build_client_verifier()
     )
     try:
-        verified = verifier.verify(path[0], list(path[1:]))
+        chain = verifier.verify(path[0], list(path[1:])).chain
     except VerificationError as e:
         links.check_path(path, anchors, now)  # the precise reason, if our rules see it
         raise _translate(e) from e
-    chain = verified.chain
-    used = next((i for i, c in enumerate(store_certs) if c == chain[-1]), None)
-    if used is None or chain[:-1] != list(path):
+    # The validated path must be ours, certificate for certificate: every entry we return
+    # must have been checked (a same-named anchor or duplicate could make it shorter or other).
+    if len(chain) != len(path) + 1 or any(a != b for a, b in zip(chain, path, strict=False)):
         raise CertificateError("cryptography's validator built a different path than the names")
-    return origin[used]
+    if len(store_certs) == 1:
+        return origin[0]
+    return origin[next(i for i, c in enumerate(store_certs) if c == chain[-1])]
 
 
 def _translate(error: VerificationError) -> CertificateError | SignatureError | AlgorithmError:
@@ -445,7 +465,6 @@ def _check_anchors(anchors: Sequence[TrustAnchor]) -> list[TrustAnchor]:
     for anchor in anchor_list:
         if not isinstance(anchor, _ANCHOR_TYPES):
             raise ConfigError(f"not a trust anchor: {type(anchor).__name__}")
-    _preflight([a for a in anchor_list if isinstance(a, x509.Certificate)], "trust anchor")
     return anchor_list
 
 
@@ -498,6 +517,12 @@ def _spki(key: PublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _store(certificates: tuple[x509.Certificate, ...]) -> Store:
+    """A cryptography Store, reused for the same anchors (building one costs ~15 us a call)."""
+    return Store(list(certificates))
 
 
 @functools.lru_cache(maxsize=256)

@@ -23,6 +23,7 @@ next layer, which would break the constraint anyway; a pathLen-0 root signing CA
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -190,13 +191,16 @@ def facts(certificate: x509.Certificate) -> Facts:
     usage: x509.KeyUsage | None = None
     unknown: x509.ObjectIdentifier | None = None
     dice: list[tuple[x509.ObjectIdentifier, bytes]] = []
+    # Exact type checks: isinstance() against cryptography's ABCs costs ~1 us each, and this
+    # runs for every extension of every certificate validated.
     for extension in extensions(certificate):
         value = extension.value
-        if isinstance(value, x509.BasicConstraints):
+        kind = type(value)
+        if kind is x509.BasicConstraints:
             constraints = value
-        elif isinstance(value, x509.KeyUsage):
+        elif kind is x509.KeyUsage:
             usage = value
-        elif isinstance(value, x509.UnrecognizedExtension):
+        elif kind is x509.UnrecognizedExtension:
             if value.oid in DICE_EXTENSION_OIDS:
                 dice.append((value.oid, value.value))
             elif extension.critical and unknown is None:
@@ -220,7 +224,7 @@ def check_constraints(
     """
     found = list(path_facts) if path_facts is not None else [facts(c) for c in path]
     if anchor is not None:
-        found.append(facts(anchor))
+        found.append(_anchor_facts(anchor))
     for position in range(1, len(found)):
         issuer = anchor if position == len(path) else path[position]
         if issuer is None:  # pragma: no cover - len(found) > len(path) only with an anchor
@@ -249,6 +253,12 @@ def check_constraints(
                     f"{describe(issuer)} has pathLen {constraints.path_length} but {below} CA "
                     f"certificate(s) follow it (a CA leaf counts: it certifies the next layer)"
                 )
+
+
+@functools.lru_cache(maxsize=64)
+def _anchor_facts(anchor: x509.Certificate) -> Facts:
+    """Facts of a trust anchor certificate: the same few anchors are used over and over."""
+    return facts(anchor)
 
 
 def check_critical_extensions(
