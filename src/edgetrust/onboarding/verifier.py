@@ -363,6 +363,7 @@ class VerifierServer:
         feed_settings: FeedSettings | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        self.core = core
         self.limits = limits or RequestLimits()
         self.metrics = metrics or Metrics()
         self._stopping = threading.Event()

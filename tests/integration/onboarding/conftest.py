@@ -107,6 +107,10 @@ class RunningVerifier:
             "revocations": self.store.revocation_head(),
         }
 
+    def server_core_refresh(self) -> None:
+        """Make the verifier re-read its endorsements now (not after the refresh period)."""
+        self.server.core.endorsements.invalidate()  # type: ignore[attr-defined]
+
     def close(self) -> None:
         for client in self._clients:
             client.close()

@@ -23,8 +23,8 @@ from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.onboarding.device import SimulatedDevice
 from edgetrust.onboarding.verifier import EAR_METADATA_KEY
-from tests.integration.onboarding.conftest import RunningVerifier
-from tests.integration.onboarding.fleet import Product, tamper
+from tests.integration.onboarding.conftest import RunningVerifier, import_bundle
+from tests.integration.onboarding.fleet import Product, endorsements, tamper
 
 DER = serialization.Encoding.DER
 
@@ -300,3 +300,15 @@ def test_refused_device_can_still_see_why(verifier: RunningVerifier, new_device:
     assert verify_ear(result.ear, verifier.keys.ear_key.public_key()).reasons == (
         "secure_boot_disabled",
     )
+
+
+def test_trust_anchors_are_scoped_to_their_product(
+    verifier: RunningVerifier, new_device: Any, stranger: CertificateAuthority
+) -> None:
+    """Another manufacturer endorsed for ITS product cannot onboard devices as ours."""
+    import_bundle(verifier.store, endorsements(stranger, [Product(name="other-cam")]))
+    verifier.server_core_refresh()
+    own = prepare(verifier, new_device(ca=stranger, product=Product(name="other-cam")))
+    assert attest(verifier, own.request()).tier == "affirming"
+    impostor = prepare(verifier, new_device(ca=stranger))  # claims edgetrust-sim
+    assert_denied(verifier, impostor.request(), "refused: chain_untrusted")
