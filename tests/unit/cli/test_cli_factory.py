@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import stat
 from pathlib import Path
@@ -10,11 +11,17 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edgetrust.attest.appraisal import appraise
 from edgetrust.attest.reference import EndorsementBundle
 from edgetrust.certs.loading import read_certificate, read_private_key
 from edgetrust.cli.main import cli
-from edgetrust.onboarding.device import DeviceManifest
+from edgetrust.onboarding.attestation import EndorsementSet
+from edgetrust.onboarding.config import load_config
+from edgetrust.onboarding.device import DeviceManifest, SimulatedDevice
 from edgetrust.onboarding.factory_batch import device_name, read_journal
+from edgetrust.onboarding.store import SqlRegistryStore
+
+NONCE = bytes(range(32))
 
 
 def invoke(*args: str | Path) -> tuple[int, str, str]:
@@ -222,3 +229,47 @@ def test_export_bad_input(factory: Path, args: list[str], text: str) -> None:
 def test_export_without_a_workspace(tmp_path: Path) -> None:
     code, _, stderr = invoke("export-endorsements", "--factory", tmp_path)
     one_line_error(code, stderr, "not a factory workspace")
+
+
+def test_verifier_imports_what_the_factory_exports(tmp_path: Path) -> None:
+    """factory export-endorsements -> verifier endorse -> the verifier's endorsement cache ->
+    appraisal of a provisioned device: affirming; a tampered layer: contraindicated."""
+    factory, out = tmp_path / "factory", tmp_path / "out"
+    assert invoke("init", factory)[0] == 0
+    assert (
+        invoke("provision", "--factory", factory, "--count", "2", "--out", out, "--quiet")[0] == 0
+    )
+    bundle_file = tmp_path / "endorsements.json"
+    assert invoke("export-endorsements", "--factory", factory, "--out", bundle_file)[0] == 0
+    runner = CliRunner()
+    verifier = tmp_path / "verifier"
+    assert runner.invoke(cli, ["verifier", "init", str(verifier)]).exit_code == 0
+    config = verifier / "verifier.toml"
+    result = runner.invoke(cli, ["verifier", "endorse", str(bundle_file), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "endorsed edgetrust-sim (firmware 1.0.0)" in result.stdout
+
+    with SqlRegistryStore(load_config(config).database_url) as store:
+        endorsements = EndorsementSet.from_records(store.list_endorsements())
+    tampered = out / device_name(2, 2) / "firmware" / "firmware.bin"
+    tampered.write_bytes(tampered.read_bytes() + b"\x00")
+    for index, affirmed in ((1, True), (2, False)):
+        device = SimulatedDevice.open(out / device_name(index, 2))
+        state = device.boot()
+        now = dt.datetime.now(dt.UTC)
+        token = device.evidence(
+            state, nonce=NONCE, tls_key=ec.generate_private_key(ec.SECP256R1()), now=now
+        )
+        references, anchors = endorsements.scope(device.manifest.hwmodel)
+        verdict = appraise(
+            chain_certs=state.chain,
+            token=token,
+            anchors=anchors,
+            reference_values=references,
+            expected_nonce=NONCE,
+            now=now,
+        )
+        assert verdict.affirming is affirmed, verdict.reasons
+        if not affirmed:
+            assert "measurement_mismatch:firmware" in verdict.reasons
+            assert "fwid_mismatch:firmware" in verdict.reasons

@@ -1,15 +1,15 @@
 """The factory: workspace, batch provisioning (layout, identities, resumption), endorsements.
 
-The endorsement round trip boots a provisioned device directory the way a device does (UDS ->
-DICE layers -> alias certificates -> EAT signed by the leaf key) and appraises its evidence
-against the exported bundle with :func:`edgetrust.attest.appraisal.appraise`.
+The endorsement round trip boots a provisioned device directory with the simulated device of
+:mod:`edgetrust.onboarding.device` (UDS -> DICE layers -> alias certificates -> EAT signed by the
+leaf key) and appraises its evidence against the exported bundle with
+:func:`edgetrust.attest.appraisal.appraise`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -24,18 +24,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edgetrust.attest import eat
 from edgetrust.attest.appraisal import appraise
-from edgetrust.attest.dice import DiceMode, KeyAlg
 from edgetrust.attest.ear import Tier
-from edgetrust.attest.identity import DeviceIdentity, Layer
+from edgetrust.attest.identity import DeviceIdentity
 from edgetrust.attest.reference import DebugPolicy, EndorsementBundle, SecureBootPolicy
-from edgetrust.certs.builders import build_alias_certificate
 from edgetrust.certs.chain import validate_chain
 from edgetrust.certs.keys import certificate_public_key, public_key_bytes
 from edgetrust.certs.loading import read_certificates
 from edgetrust.errors import ConfigError, WorkspaceError
-from edgetrust.onboarding.device import DeviceManifest, layer_files
+from edgetrust.onboarding.device import DeviceManifest, SimulatedDevice, layer_files
 from edgetrust.onboarding.factory import FactoryWorkspace
 from edgetrust.onboarding.factory_batch import (
     BATCH_FILE,
@@ -51,12 +48,6 @@ from edgetrust.onboarding.factory_config import demo_image
 
 ROOT = Path(__file__).resolve().parents[3]
 NONCE = bytes(range(32))
-_MODES = {
-    "normal": DiceMode.NORMAL,
-    "debug": DiceMode.DEBUG,
-    "not_configured": DiceMode.NOT_CONFIGURED,
-    "recovery": DiceMode.RECOVERY,
-}
 
 
 @pytest.fixture
@@ -82,77 +73,15 @@ def _device_dirs(out: Path) -> list[Path]:
 def boot_evidence(
     device_dir: Path, *, now: dt.datetime, omit_intermediate: bool = False
 ) -> tuple[list[x509.Certificate], bytes]:
-    """(chain, EAT) of the device in ``device_dir``, as the device makes them at boot."""
-    manifest = DeviceManifest.load(device_dir)
-    identity = DeviceIdentity.from_uds(
-        (device_dir / "uds.bin").read_bytes(), key_alg=KeyAlg(manifest.key_alg)
-    )
-    mode = _MODES[manifest.mode]
-    layers = [
-        Layer(name=f.name, version=f.version, svn=f.svn, code=data, mode=mode)
-        for f, data in layer_files(device_dir, manifest)
-    ]
-    derived = identity.derive(layers, vendor="edgetrust")
-    factory_chain = read_certificates(device_dir / "device-id.pem")
-    device_id = factory_chain[0]
-    issuer_key: Any = identity.device_id_key
-    issuer_name = device_id.subject
-    aliases: list[x509.Certificate] = []
-    for i, layer in enumerate(derived):
-        cert = build_alias_certificate(
-            subject_key=layer.alias_key,
-            issuer_key=issuer_key,
-            issuer_name=issuer_name,
-            tcb_info=layer.measurement.tcb_info(),
-            is_ca=i < len(derived) - 1,
-            not_before=now - dt.timedelta(minutes=1),
-            not_after=now + dt.timedelta(days=1),
-            serial=layer.measurement.alias_id,
-        )
-        aliases.append(cert)
-        issuer_key, issuer_name = layer.alias_key, cert.subject
-    measurements = [
-        eat.Measurement(
-            name=d.measurement.name,
-            digest_alg="sha-256",
-            digest=d.measurement.digests["sha256"],
-            version=d.measurement.version,
-            svn=d.measurement.svn,
-            layer=d.measurement.index,
-        )
-        for d in derived
-    ]
-    for component in manifest.components:
-        data = (device_dir / component.file).read_bytes()
-        measurements.append(
-            eat.Measurement(
-                name=component.name,
-                digest_alg="sha-256",
-                digest=hashlib.sha256(data).digest(),
-                version=component.version,
-            )
-        )
-    claims = eat.EatClaims(
-        eat_profile=eat.DEVICE_PROFILE,
-        nonce=NONCE,
-        ueid=manifest.ueid,
-        iat=int(now.timestamp()) - 1,
-        oemid=manifest.oemid,
-        hwmodel=manifest.hwmodel,
-        swname=manifest.product,
-        swversion=eat.Version(version=manifest.firmware_version),
-        dbgstat=(
-            eat.DebugStatus.ENABLED
-            if mode is DiceMode.DEBUG
-            else eat.DebugStatus.DISABLED_PERMANENTLY
-        ),
-        oemboot=manifest.secure_boot,
-        cnf_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
-        measurements=tuple(measurements),
-    )
-    token = eat.make_eat(claims, derived[-1].alias_key)
-    above = factory_chain[:1] if omit_intermediate else factory_chain
-    return aliases[::-1] + above, token
+    """(chain, EAT) of the device in ``device_dir``, made by the simulated device itself."""
+    device = SimulatedDevice.open(device_dir)
+    state = device.boot()
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    token = device.evidence(state, nonce=NONCE, tls_key=tls_key, now=now)
+    chain = list(state.chain)  # aliases (leaf first), DeviceID, intermediate
+    if omit_intermediate:
+        chain = chain[: len(device.manifest.layers) + 1]
+    return chain, token
 
 
 def appraise_dir(device_dir: Path, bundle: EndorsementBundle, **kw: Any) -> Any:
