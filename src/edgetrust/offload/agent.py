@@ -3,7 +3,10 @@
 * **Transport.** ``grpc.ssl_server_credentials(..., root_certificates=cluster CA,
   require_client_auth=True)``: a client without a certificate, with one from another CA or with an
   expired one never gets past the handshake. Health checking (``grpc.health.v1``) and server
-  reflection are served on the same port.
+  reflection are served on the same port. Health says NOT_SERVING (overall and for
+  ``edgetrust.v1.Inference``) while a required revocation feed has not synchronised yet or has been
+  silent for longer than ``revocation.max_staleness_s`` -- exactly when every call is refused with
+  UNAVAILABLE -- so load balancers and probes take the agent out instead of sending it traffic.
 * **Authorisation**, on every call and between the messages of a stream
   (:mod:`edgetrust.offload.authz`): the SPIFFE ID of the peer certificate, its validity now, the
   revocation set (kept fresh by a :class:`~edgetrust.offload.feed.RevocationFollower`), the
@@ -81,6 +84,7 @@ _log = logging.getLogger(__name__)
 SERVICE_NAME = "edgetrust.v1.Inference"
 ERROR_METADATA_KEY = "edgetrust-error"
 _POLL_S = 0.1
+_HEALTH_POLL_S = 0.1
 _MAX_TOP_K = 1000
 _STATUS_DTYPES: dict[int, np.dtype[Any]] = {
     inference_pb2.DTYPE_UINT8: np.dtype(np.uint8),
@@ -383,6 +387,57 @@ def _abort(
 # ------------------------------------------------------------------------------------------------
 
 
+class _FeedAwareHealth(health.HealthServicer):
+    """``grpc.health.v1`` that reports NOT_SERVING while the revocation feed is not fresh.
+
+    ``Check`` looks at the feed at the moment of the call (no lag); the statuses that ``Watch``
+    streams are refreshed by :meth:`publish` (the agent calls it every ``_HEALTH_POLL_S``), and
+    only changes are sent. After ``enter_graceful_shutdown`` every status stays NOT_SERVING.
+    """
+
+    _SERVICES = ("", SERVICE_NAME)
+
+    def __init__(self, revocations: RevocationSet) -> None:
+        super().__init__()
+        self._revocations = revocations
+        self._published: int | None = None
+        self._publish_lock = threading.Lock()
+
+    def status_now(self) -> int:
+        try:
+            self._revocations.check_fresh()
+        except UnavailableError:
+            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
+        return int(health_pb2.HealthCheckResponse.SERVING)
+
+    def publish(self) -> None:
+        """Store the current status for both names when it changed (Watch subscribers hear it)."""
+        status = self.status_now()
+        with self._publish_lock:
+            if status == self._published:
+                return
+            serving = status == health_pb2.HealthCheckResponse.SERVING
+            _log.log(
+                logging.INFO if self._published is None or serving else logging.WARNING,
+                "health: %s (revocation feed %s)",
+                "SERVING" if serving else "NOT_SERVING",
+                "fresh" if serving else "not synchronised or silent",
+            )
+            self._published = status
+            for name in self._SERVICES:
+                self.set(name, status)
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        response = super().Check(request, context)
+        if (
+            request.service in self._SERVICES
+            and response.status == health_pb2.HealthCheckResponse.SERVING
+            and self.status_now() != health_pb2.HealthCheckResponse.SERVING
+        ):
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING)
+        return response
+
+
 def _read_pem(path: Path, what: str) -> bytes:
     try:
         data = path.read_bytes()
@@ -508,7 +563,9 @@ class Agent:
                 batcher=batcher,
             )
 
-        self._health = health.HealthServicer()
+        self._health = _FeedAwareHealth(self.revocations)
+        self._health_stop = threading.Event()
+        self._health_thread: threading.Thread | None = None
         self._pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="agent"
         )
@@ -561,8 +618,12 @@ class Agent:
             self._follower.start()
         self._server.start()
         self._started = True
-        for name in ("", SERVICE_NAME):
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._health.publish()
+        self._health_stop.clear()
+        self._health_thread = threading.Thread(
+            target=self._follow_health, name="agent-health", daemon=True
+        )
+        self._health_thread.start()
         _log.info("agent listening on %s, models: %s", self.address, ", ".join(self.models))
         return self
 
@@ -571,6 +632,10 @@ class Agent:
         if not self._started:
             return
         self._started = False
+        self._health_stop.set()
+        if self._health_thread is not None:
+            self._health_thread.join(1.0)
+            self._health_thread = None
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
         if self._follower is not None:
@@ -580,6 +645,11 @@ class Agent:
                 served.batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         _log.info("agent stopped")
+
+    def _follow_health(self) -> None:
+        """Keep the stored health statuses (what Watch streams) in step with the feed."""
+        while not self._health_stop.wait(_HEALTH_POLL_S):
+            self._health.publish()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or ``timeout``); True when it has stopped."""

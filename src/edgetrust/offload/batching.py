@@ -221,6 +221,17 @@ class DynamicBatcher:
     def _withdraw(self) -> None:
         with self._cond:
             self._announced -= 1
+            self._wake_if_waiting()
+
+    def _wake_if_waiting(self) -> None:
+        """Wake the workers, but only when a request waits (call with the lock held).
+
+        A worker sleeps until the queue holds a request and a run slot is free, or (while it
+        gathers a batch) until more requests arrive or the announced ones are in; every one of
+        those waits has a non-empty queue. Waking idle workers for nothing costs, per request,
+        a thread switch and a trip through the GIL for each of them.
+        """
+        if self._queue:
             self._cond.notify_all()
 
     def _submit(
@@ -232,7 +243,7 @@ class DynamicBatcher:
             if announced:
                 self._announced -= 1
             if self._closed:
-                self._cond.notify_all()
+                self._wake_if_waiting()
                 raise UnavailableError(f"model {self.name!r} is shutting down")
             inline = (
                 self.settings.inline_when_idle
@@ -246,7 +257,7 @@ class DynamicBatcher:
                 self._running += 1
             elif len(self._queue) >= self.settings.max_queue_size:
                 self.stats.rejected += 1
-                self._cond.notify_all()
+                self._wake_if_waiting()
                 raise OverloadedError(
                     f"model {self.name!r}: queue full ({self.settings.max_queue_size} waiting)",
                     hint="back off and retry",
@@ -319,7 +330,7 @@ class DynamicBatcher:
     def _release_slot(self) -> None:
         with self._cond:
             self._running -= 1
-            self._cond.notify_all()
+            self._wake_if_waiting()
 
     def _execute(self, batch: list[_Pending]) -> None:
         try:
