@@ -26,14 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from edgetrust.cli.reporting import emit_json, exit_code_for, fail
 from edgetrust.errors import Error
 from edgetrust.onboarding.factory import DEFAULT_ORGANIZATION, FactoryWorkspace
-from edgetrust.onboarding.factory_batch import (
-    JOURNAL_FILE,
-    BatchReport,
-    device_name,
-    provision_batch,
-    read_journal,
-)
+from edgetrust.onboarding.factory_batch import BatchReport, provision_batch
 from edgetrust.onboarding.factory_config import DEFAULT_PRODUCT
+from edgetrust.onboarding.factory_output import JOURNAL_FILE, device_name, read_journal
 
 _MODES = ("normal", "debug")
 

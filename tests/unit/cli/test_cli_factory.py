@@ -18,7 +18,7 @@ from edgetrust.cli.main import cli
 from edgetrust.onboarding.attestation import EndorsementSet
 from edgetrust.onboarding.config import load_config
 from edgetrust.onboarding.device import DeviceManifest, SimulatedDevice
-from edgetrust.onboarding.factory_batch import device_name, read_journal
+from edgetrust.onboarding.factory_output import device_name, read_journal
 from edgetrust.onboarding.store import SqlRegistryStore
 
 NONCE = bytes(range(32))

@@ -34,17 +34,17 @@ from edgetrust.certs.loading import read_certificates
 from edgetrust.errors import ConfigError, WorkspaceError
 from edgetrust.onboarding.device import DeviceManifest, SimulatedDevice, layer_files
 from edgetrust.onboarding.factory import FactoryWorkspace
-from edgetrust.onboarding.factory_batch import (
+from edgetrust.onboarding.factory_batch import provision_batch
+from edgetrust.onboarding.factory_config import demo_image
+from edgetrust.onboarding.factory_output import (
     BATCH_FILE,
     JOURNAL_FILE,
     LOCK_FILE,
     PARTIAL_DIR,
     ProvisionedDevice,
     device_name,
-    provision_batch,
     read_journal,
 )
-from edgetrust.onboarding.factory_config import demo_image
 
 ROOT = Path(__file__).resolve().parents[3]
 NONCE = bytes(range(32))
