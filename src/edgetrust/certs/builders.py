@@ -310,8 +310,13 @@ def build_server_certificate(
     lifetime: timedelta = timedelta(days=30),
     now: datetime | None = None,
     subject: x509.Name | None = None,
+    client_auth: bool = False,
 ) -> x509.Certificate:
-    """A TLS server certificate (serverAuth) for an agent or verifier, from the cluster CA."""
+    """A TLS server certificate (serverAuth) for an agent or verifier, from the cluster CA.
+
+    ``client_auth=True`` adds the clientAuth EKU, for a server that is also a mutual-TLS client
+    with the same key (an agent following the verifier's revocation feed).
+    """
     if not dns_names and not ip_addresses:
         raise ConfigError("a server certificate needs at least one DNS name or IP address")
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -335,7 +340,13 @@ def build_server_certificate(
         key_usage=_usage(digital_signature=True),
         extensions=[
             (x509.SubjectAlternativeName(names), False),
-            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+            (
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH]
+                    + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
+                ),
+                False,
+            ),
         ],
         authority_key_id=_subject_key_id(signer.certificate),
     )

@@ -37,11 +37,19 @@ Agent (``edgetrust agent serve --config agent.toml``)::
     [revocation]
     feed = "127.0.0.1:7445"            # the verifier's feed port, "file:PATH" or "none"
     ca = "cluster-ca.crt"              # verifier's CA (default: tls.client_ca)
-    cert = "agent.crt"                 # client certificate for the feed (default: tls.cert/key)
-    key = "agent.key"
+    cert = "agent-feed.crt"            # client certificate for the feed (default: tls.cert/key)
+    key = "agent-feed.key"
     server_name = ""                   # TLS name override for the verifier
-    max_staleness_s = 30.0             # a feed silent for longer refuses every call
+    max_staleness_s = 30.0             # a feed silent for longer refuses every call (and
+                                       # health says NOT_SERVING)
     heartbeat_interval_ms = 1000
+
+The verifier's feed port is mutual TLS and checks the clientAuth EKU, so the certificate the
+agent presents there needs it: either give ``revocation.cert``/``key`` (any cluster-CA client
+certificate that is not a device's), or leave them out and issue the agent's own TLS certificate
+with both EKUs (``certs.builders.build_server_certificate(..., client_auth=True)``). A feed
+certificate without clientAuth is refused when the agent starts (ConfigError), not at every
+handshake.
 
 Environment overrides (agent): ``EDGETRUST_AGENT_LISTEN``, ``EDGETRUST_AGENT_TRUST_DOMAIN``,
 ``EDGETRUST_AGENT_TLS_CERT``, ``EDGETRUST_AGENT_TLS_KEY``, ``EDGETRUST_AGENT_TLS_CLIENT_CA``,

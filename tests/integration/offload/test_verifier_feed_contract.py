@@ -16,9 +16,11 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgetrust._proto.edgetrust.v1 import inference_pb2, inference_pb2_grpc
-from edgetrust.offload.config import AgentConfig, FeedConfig
+from edgetrust.certs.builders import build_server_certificate
+from edgetrust.offload.config import AgentConfig, FeedConfig, TlsPaths
 from edgetrust.offload.models import digit_samples
 from edgetrust.onboarding.records import RevocationEvent as RevocationRecord
 from edgetrust.onboarding.records import RevocationKind as RecordKind
@@ -26,6 +28,7 @@ from edgetrust.onboarding.verifier import FeedSettings, ServerTLS, VerifierServe
 from tests.integration.offload.conftest import (
     Pki,
     Revoker,
+    _write,
     agent_config,
     secure_channel,
     start_agent,
@@ -153,6 +156,42 @@ def test_agent_follows_the_verifier_feed(
             assert time.monotonic() - revoked_at < 1.5
         assert agent.revocations.last_seq == 3
         assert agent.revocations.revoked_reason(_identity(early)) is not None
+    finally:
+        agent.stop(grace=0.2)
+
+
+def test_one_server_and_client_certificate_follows_the_feed_by_default(
+    pki: Pki, revoker: Revoker, verifier: tuple[VerifierServer, MemoryRevocations]
+) -> None:
+    """The documented setup: no revocation.cert/key, the agent's TLS pair carries both EKUs."""
+    server, source = verifier
+    key = ec.generate_private_key(ec.SECP256R1())
+    both = build_server_certificate(
+        public_key=key.public_key(),
+        issuer=pki.ca,
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        client_auth=True,
+    )
+    cert_path, key_path = _write(pki.root / "agent-both", "agent", both, key)
+    ueid, creds = pki.device()
+    source.revoke_device(ueid, "revoked before the agent started")
+    base = agent_config(pki, revoker)
+    config = AgentConfig(
+        listen=base.listen,
+        trust_domain=base.trust_domain,
+        tls=TlsPaths(cert=cert_path, key=key_path, client_ca=pki.ca_path),
+        models=base.models,
+        revocation=FeedConfig(
+            feed=str(server.feed_address), heartbeat_interval_ms=200, server_name="localhost"
+        ),
+    )
+    agent = start_agent(config)  # synchronised: the feed port accepted the agent's own pair
+    try:
+        wait_for(lambda: agent.revocations.last_seq >= 1)
+        with secure_channel(agent.address, creds) as channel, pytest.raises(grpc.RpcError) as info:
+            classify(inference_pb2_grpc.InferenceStub(channel))
+        assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
     finally:
         agent.stop(grace=0.2)
 
