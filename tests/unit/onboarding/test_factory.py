@@ -572,6 +572,47 @@ def test_resume_after_sigkill(workspace: FactoryWorkspace, tmp_path: Path) -> No
     assert all(final[i] == killed[i] for i in killed)
 
 
+def test_interrupt_checkpoints_what_is_done(workspace: FactoryWorkspace, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the provisioning process): the devices made so far are journaled, the
+    command says how far it got and exits 130; the re-run completes the batch."""
+    out, count = tmp_path / "out", 400
+    command = [
+        sys.executable,
+        "-c",
+        "from edgetrust.cli.main import main; main()",
+        "factory",
+        "provision",
+        "--factory",
+        str(workspace.path),
+        "--count",
+        str(count),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists() and len(os.listdir(out)) > 30:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the batch ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    done = read_journal(out, count=count)
+    assert 0 < len(done) < count
+    assert f"interrupted: {len(done)} of {count} devices are done" in stderr
+    assert "Traceback" not in stderr
+    report = provision_batch(workspace, out=out, count=count)
+    assert (report.already_done, report.provisioned) == (len(done), count - len(done))
+    _check_complete(workspace, out, count, sample=5)
+
+
 # ---- endorsements --------------------------------------------------------------------------------
 
 
