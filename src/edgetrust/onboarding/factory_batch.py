@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -44,6 +45,7 @@ from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives import serialization
 
+from edgetrust.attest.dice import KeyAlg
 from edgetrust.attest.identity import DeviceIdentity
 from edgetrust.attest.reference import DigestAlgorithm
 from edgetrust.certs.builders import Issuer, build_device_id_certificate
@@ -145,7 +147,7 @@ class _WorkerSpec:
     ca_dir: str
     out: str
     count: int
-    key_alg: str
+    key_alg: KeyAlg
     #: device.json with a placeholder UEID.
     manifest: Mapping[str, Any]
     #: (path relative to the device directory, bytes) of every image.
@@ -175,7 +177,7 @@ class _DeviceMaker:
         name = device_name(index, spec.count)
         # -- the device: its secret, its DeviceID key, its CSR
         uds = secrets.token_bytes(UDS_SIZE)
-        identity = DeviceIdentity.from_uds(uds, key_alg=spec.key_alg)  # type: ignore[arg-type]
+        identity = DeviceIdentity.from_uds(uds, key_alg=spec.key_alg)
         csr = identity.device_id_csr()
         ueid = identity.ueid
         serial = identity.device_id
@@ -360,6 +362,15 @@ class _Run:
         self.durable += len(self.pending)
         self.pending = []
 
+    def _harvest(self, finished: set[Future[list[ProvisionedDevice]]]) -> None:
+        """Collect every finished chunk that succeeded, then raise the first failure."""
+        failures = [e for e in (f.exception() for f in finished) if e is not None]
+        for future in finished:
+            if future.exception() is None:
+                self.collect(future.result())
+        if failures:
+            raise failures[0]
+
     def inline(self, spec: _WorkerSpec, missing: Sequence[int]) -> None:
         maker = _DeviceMaker(spec)
         try:
@@ -380,16 +391,15 @@ class _Run:
             initargs=(spec, inherited),
         ) as pool:
             try:
-                for chunk in _take(chunks, 4 * workers):
+                for chunk in itertools.islice(chunks, 4 * workers):
                     in_flight.add(pool.submit(_make_chunk, chunk))
                 while in_flight:
                     finished, in_flight = wait(
                         in_flight, timeout=self.interval, return_when=FIRST_COMPLETED
                     )
-                    for future in finished:
-                        self.collect(future.result())
-                        for chunk in _take(chunks, 1):
-                            in_flight.add(pool.submit(_make_chunk, chunk))
+                    self._harvest(finished)
+                    for chunk in itertools.islice(chunks, len(finished)):
+                        in_flight.add(pool.submit(_make_chunk, chunk))
                     if time.monotonic() - self.last >= self.interval:
                         self.checkpoint()
             except BaseException as e:
@@ -409,15 +419,6 @@ class _Run:
 def _chunks(indexes: Sequence[int]) -> Iterator[list[int]]:
     for start in range(0, len(indexes), CHUNK):
         yield list(indexes[start : start + CHUNK])
-
-
-def _take(chunks: Iterator[list[int]], n: int) -> list[list[int]]:
-    out: list[list[int]] = []
-    for chunk in chunks:
-        out.append(chunk)
-        if len(out) == n:
-            break
-    return out
 
 
 def _mp_context() -> Any:
@@ -488,7 +489,7 @@ def _spec(
         ca_dir=str(workspace.ca_dir),
         out=str(out),
         count=plan.count,
-        key_alg=plan.key_alg,
+        key_alg=workspace.config.device_key_alg,
         manifest=template.to_dict(),
         files=files,
         chain_pem=b"".join(

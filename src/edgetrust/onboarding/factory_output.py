@@ -19,6 +19,7 @@ torn last line is cut off when the journal is reopened).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -219,11 +220,13 @@ class BatchJournal:
             if os.fstat(self.fd).st_size != valid_length:
                 os.ftruncate(self.fd, valid_length)  # drop a torn tail
                 os.fsync(self.fd)
-            os.lseek(self.fd, 0, os.SEEK_END)
+            self.length = os.lseek(self.fd, 0, os.SEEK_END)
         except OSError as e:
             raise WorkspaceError(f"{path}: cannot open the journal: {e}") from e
 
     def append(self, devices: Sequence[ProvisionedDevice]) -> None:
+        """Append the lines of ``devices`` and fsync. On failure the journal is cut back to
+        what it was (no torn line stays in front of later appends) and the error raised."""
         data = "".join(d.to_line() for d in devices).encode()
         try:
             view = memoryview(data)
@@ -231,7 +234,11 @@ class BatchJournal:
                 view = view[os.write(self.fd, view) :]
             os.fsync(self.fd)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.length)
+                os.lseek(self.fd, self.length, os.SEEK_SET)
             raise WorkspaceError(f"{self.path}: cannot append to the journal: {e}") from e
+        self.length += len(data)
 
     def close(self) -> None:
         os.close(self.fd)
