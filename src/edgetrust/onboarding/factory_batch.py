@@ -16,12 +16,13 @@ The output directory (``batch.json``, ``journal.jsonl``, ``device-NNNNNN/``, ``.
 Resumption. A device is **done** once its journal line is on disk, and its line is written only
 after its directory is durable. Writing then fsyncing every file of every device would cost
 about ten fsyncs per device, so durability is batched: about once a second (and at the end, and
-when interrupted) the run calls ``sync()`` -- one flush of every directory written since the
-last checkpoint -- then appends their journal lines in one ``write`` and fsyncs the journal once.
-The trade-off: a crash loses at most the last second of work, which the next run redoes; it
-never loses or duplicates a done device. When a run starts it removes ``.partial/`` and every
-device directory the journal does not list (written, but not yet durable when the previous run
-stopped), truncates a torn last journal line, and provisions exactly the missing indexes.
+when interrupted) the run calls ``syncfs()`` on the output file system -- one flush covering
+every directory written since the last checkpoint -- then appends their journal lines in one
+``write`` and fsyncs the journal once. The trade-off: a crash loses at most the last second of
+work, which the next run redoes; it never loses or duplicates a done device. When a run starts
+it removes ``.partial/`` and every device directory the journal does not list (written, but not
+yet durable when the previous run stopped), truncates a torn last journal line, and provisions
+exactly the missing indexes.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from edgetrust.onboarding.factory_output import (
     ProvisionedDevice,
     check_plan,
     device_name,
+    flush_filesystem,
     recover,
 )
 
@@ -357,7 +359,7 @@ class _Run:
         self.last = time.monotonic()
         if not self.pending:
             return
-        os.sync()
+        flush_filesystem(self.journal.path.parent)
         self.journal.append(self.pending)
         self.durable += len(self.pending)
         self.pending = []

@@ -20,10 +20,13 @@ torn last line is cut off when the journal is reopened).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import functools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,7 @@ __all__ = [
     "ProvisionedDevice",
     "check_plan",
     "device_name",
+    "flush_filesystem",
     "read_journal",
     "recover",
 ]
@@ -336,3 +340,36 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def flush_filesystem(path: Path) -> None:
+    """Make everything written to the file system holding ``path`` durable: ``syncfs(2)`` on
+    Linux (one flush of that file system only), ``sync()`` elsewhere."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise WorkspaceError(f"{path}: cannot open to flush: {e.strerror or e}") from e
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise WorkspaceError(f"{path}: syncfs failed: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _syncfs() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function

@@ -43,6 +43,7 @@ from edgetrust.onboarding.factory_output import (
     PARTIAL_DIR,
     ProvisionedDevice,
     device_name,
+    flush_filesystem,
     read_journal,
 )
 
@@ -510,6 +511,13 @@ def test_missing_done_device_is_refused(workspace: FactoryWorkspace, tmp_path: P
     (out / device_name(2, 2)).rmdir()
     with pytest.raises(WorkspaceError, match="journal lists device-000002 but its directory"):
         provision_batch(workspace, out=out, count=2)
+
+
+def test_flush_filesystem(tmp_path: Path) -> None:
+    flush_filesystem(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WorkspaceError, match="cannot open to flush"):
+        flush_filesystem(tmp_path / "file")
 
 
 def test_batch_file_is_written_once(workspace: FactoryWorkspace, tmp_path: Path) -> None:
