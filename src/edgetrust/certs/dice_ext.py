@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from cryptography import x509
-from pyasn1.type import univ
+from cryptography.hazmat import asn1
 
 from edgetrust.certs import dice_schema as schema
 from edgetrust.certs.open_dice_ext import (
@@ -107,14 +107,15 @@ class FWID:
     digest: bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hash_alg, str) or not _is_dotted_oid(self.hash_alg):
-            raise DiceExtensionError(f"FWID hashAlg is not an OID: {self.hash_alg!r}")
-        if not isinstance(self.digest, bytes):
+        hash_alg, digest = self.hash_alg, self.digest
+        known = _HASHES.get(hash_alg) if isinstance(hash_alg, str) else None
+        if known is None and (not isinstance(hash_alg, str) or not _is_dotted_oid(hash_alg)):
+            raise DiceExtensionError(f"FWID hashAlg is not an OID: {hash_alg!r}")
+        if not isinstance(digest, bytes):
             raise DiceExtensionError("FWID digest must be bytes")
-        known = _HASHES.get(self.hash_alg)
-        if known is not None and len(self.digest) != known[1]:
+        if known is not None and len(digest) != known[1]:
             raise DiceExtensionError(
-                f"FWID digest is {len(self.digest)} bytes; {known[0]} digests are {known[1]}"
+                f"FWID digest is {len(digest)} bytes; {known[0]} digests are {known[1]}"
             )
 
     @classmethod
@@ -166,6 +167,8 @@ _FLAG_NAMES: Final = {
 
 
 _NO_FLAGS: Final = OperationalFlag(0)
+# Each octet with its bits in reverse order (see OperationalFlags._to_asn1).
+_REVERSED_BITS: Final = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,18 +218,18 @@ class OperationalFlags:
             if self.value >> bit & 1
         )
 
-    def _to_asn1(self, component: Any) -> Any:
-        bits = "".join("1" if self.value >> i & 1 else "0" for i in range(self.width))
-        return component.clone(binValue=bits) if bits else component.clone(value=())
+    def _to_asn1(self) -> asn1.BitString:
+        # BIT STRING bit n is bit 7 - n % 8 of octet n // 8: with the bits of each octet
+        # reversed, it is bit n of the little-endian number. Unused bits are zero (DER).
+        width = self.width
+        octets = self.value.to_bytes((width + 7) // 8, "little").translate(_REVERSED_BITS)
+        return asn1.BitString(octets, -width % 8)
 
     @classmethod
-    def _from_asn1(cls, value: Any) -> OperationalFlags:
-        bits = value.asBinary() if len(value) else ""
-        number = 0
-        for i, bit in enumerate(bits):
-            if bit == "1":
-                number |= 1 << i
-        return cls(value=OperationalFlag(number), width=len(bits))
+    def _from_asn1(cls, value: asn1.BitString) -> OperationalFlags:
+        octets = value.as_bytes()
+        number = int.from_bytes(octets.translate(_REVERSED_BITS), "little")
+        return cls(value=number, width=len(octets) * 8 - value.padding_bits())  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,7 +295,7 @@ class TcbInfo:
         return _decode_tcb_info(schema.as_bytes(data, "TcbInfo"))
 
     def to_der(self) -> bytes:
-        return schema.encode(self._to_asn1(schema.TcbInfoSchema()))
+        return schema.encode(self._to_asn1())
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view: hex for bytes, flag names for flags."""
@@ -315,63 +318,58 @@ class TcbInfo:
             ),
         }
 
-    def _to_asn1(self, value: Any) -> Any:
-        simple = (
-            ("vendor", self.vendor),
-            ("model", self.model),
-            ("version", self.version),
-            ("svn", self.svn),
-            ("layer", self.layer),
-            ("index", self.index),
+    def _to_asn1(self) -> schema.TcbInfoAsn1:
+        registers = self.integrity_registers
+        return schema.TcbInfoAsn1(
+            vendor=self.vendor,
+            model=self.model,
+            version=self.version,
+            svn=self.svn,
+            layer=self.layer,
+            index=self.index,
+            fwids=None if self.fwids is None else _fwids_to_asn1(self.fwids),
+            flags=None if self.flags is None else self.flags._to_asn1(),
+            vendor_info=self.vendor_info,
+            type=self.tcb_type,
+            flags_mask=None if self.flags_mask is None else self.flags_mask._to_asn1(),
+            integrity_registers=(
+                None
+                if registers is None
+                else [
+                    schema.IntegrityRegisterAsn1(
+                        register_name=None if r.name is None else asn1.IA5String(r.name),
+                        register_num=r.number,
+                        register_digests=_fwids_to_asn1(r.digests),
+                    )
+                    for r in registers
+                ]
+            ),
         )
-        for name, field in simple:
-            if field is not None:
-                value[name] = field
-        if self.fwids is not None:
-            _fill_fwids(value["fwids"], self.fwids)
-        if self.flags is not None:
-            value["flags"] = self.flags._to_asn1(value.componentType["flags"].asn1Object)
-        if self.vendor_info is not None:
-            value["vendorInfo"] = self.vendor_info
-        if self.tcb_type is not None:
-            value["type"] = self.tcb_type
-        if self.flags_mask is not None:
-            mask_type = value.componentType["flagsMask"].asn1Object
-            value["flagsMask"] = self.flags_mask._to_asn1(mask_type)
-        if self.integrity_registers is not None:
-            registers = value["integrityRegisters"]
-            for i, register in enumerate(self.integrity_registers):
-                item = registers.getComponentByPosition(i)
-                if register.name is not None:
-                    item["registerName"] = register.name
-                if register.number is not None:
-                    item["registerNum"] = register.number
-                _fill_fwids(item["registerDigests"], register.digests)
-        return value
 
     @classmethod
-    def _from_asn1(cls, value: Any) -> TcbInfo:
-        registers = schema.component(value, "integrityRegisters")
+    def _from_asn1(cls, value: schema.TcbInfoAsn1) -> TcbInfo:
+        fwids, flags, flags_mask = value.fwids, value.flags, value.flags_mask
+        registers = value.integrity_registers
         return cls(
-            vendor=schema.text(schema.component(value, "vendor")),
-            model=schema.text(schema.component(value, "model")),
-            version=schema.text(schema.component(value, "version")),
-            svn=schema.integer(schema.component(value, "svn")),
-            layer=schema.integer(schema.component(value, "layer")),
-            index=schema.integer(schema.component(value, "index")),
-            fwids=_fwids(schema.component(value, "fwids")),
-            flags=_flags(schema.component(value, "flags")),
-            vendor_info=schema.octets(schema.component(value, "vendorInfo")),
-            tcb_type=schema.octets(schema.component(value, "type")),
-            flags_mask=_flags(schema.component(value, "flagsMask")),
+            vendor=value.vendor,
+            model=value.model,
+            version=value.version,
+            svn=value.svn,
+            layer=value.layer,
+            index=value.index,
+            fwids=None if fwids is None else _fwids(fwids),
+            flags=None if flags is None else OperationalFlags._from_asn1(flags),
+            vendor_info=value.vendor_info,
+            tcb_type=value.type,
+            flags_mask=None if flags_mask is None else OperationalFlags._from_asn1(flags_mask),
             integrity_registers=(
                 None
                 if registers is None
                 else tuple(
                     IntegrityRegister(
-                        name=schema.text(schema.component(r, "registerName")),
-                        number=schema.integer(schema.component(r, "registerNum")),
-                        digests=_fwids(r["registerDigests"]) or (),
+                        name=None if r.register_name is None else r.register_name.as_str(),
+                        number=r.register_num,
+                        digests=_fwids(r.register_digests),
                     )
                     for r in registers
                 )
@@ -396,10 +394,7 @@ class MultiTcbInfo:
         return _decode_multi_tcb_info(schema.as_bytes(data, "MultiTcbInfo"))
 
     def to_der(self) -> bytes:
-        value = schema.TcbInfoSeqSchema()
-        for i, entry in enumerate(self.entries):
-            entry._to_asn1(value.getComponentByPosition(i))
-        return schema.encode(value)
+        return schema.encode_sequence_of([entry._to_asn1() for entry in self.entries])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,9 +412,7 @@ class Ueid:
         return _decode_ueid(schema.as_bytes(data, "Ueid"))
 
     def to_der(self) -> bytes:
-        value = schema.UeidSchema()
-        value["ueid"] = self.value
-        return schema.encode(value)
+        return schema.encode(schema.UeidAsn1(ueid=self.value))
 
     def hex(self) -> str:
         return self.value.hex()
@@ -480,40 +473,35 @@ class UeidExtension(schema.DerExtension):
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _decode_tcb_info(data: bytes) -> TcbInfo:
     try:
-        return schema.strict_decode(data, schema.TcbInfoSchema(), "TcbInfo", TcbInfo._from_asn1)
+        value = schema.decode(schema.TcbInfoAsn1, data, "TcbInfo", schema.TCB_INFO_SHAPE)
     except DiceExtensionError as e:
         _refuse_riot_layout(data, e)
         raise
+    return TcbInfo._from_asn1(value)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _decode_multi_tcb_info(data: bytes) -> MultiTcbInfo:
-    return schema.strict_decode(
-        data,
-        schema.TcbInfoSeqSchema(),
-        "MultiTcbInfo",
-        lambda v: MultiTcbInfo(entries=tuple(TcbInfo._from_asn1(e) for e in v)),
-    )
+    entries = schema.decode_sequence_of(data, "MultiTcbInfo", schema.MULTI_TCB_INFO_SHAPE)
+    return MultiTcbInfo(entries=tuple(TcbInfo._from_asn1(e) for e in entries))
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _decode_ueid(data: bytes) -> Ueid:
-    return schema.strict_decode(
-        data, schema.UeidSchema(), "Ueid", lambda v: Ueid(value=bytes(v["ueid"]))
-    )
+    return Ueid(value=schema.decode(schema.UeidAsn1, data, "Ueid", schema.UEID_SHAPE).ueid)
 
 
 def _refuse_riot_layout(data: bytes, cause: DiceExtensionError) -> None:
     """Recognise RIoT's ``CompositeDeviceID`` (SEQUENCE { INTEGER, SPKI, FWID }) under .4.1.
 
     A DiceTcbInfo holds only context-tagged fields, so a universal INTEGER followed by a
-    SEQUENCE as the first two elements can only be the old Microsoft RIoT layout.
+    SEQUENCE and an FWID can only be the old Microsoft RIoT layout.
     """
-    generic = schema.decode_generic(data)
-    if not isinstance(generic, univ.Sequence) or len(generic) < 2:
+    try:
+        riot = asn1.decode_der(schema.RiotCompositeDeviceIdAsn1, data)
+    except ValueError:
         return
-    first, second = generic[0], generic[1]
-    if isinstance(first, univ.Integer) and isinstance(second, univ.Sequence):
+    if riot.device_id_public.tag_bytes == b"\x30":
         raise DiceExtensionError(
             "TcbInfo: the extension 2.23.133.5.4.1 holds the old Microsoft RIoT "
             "CompositeDeviceID layout (version, DeviceID key, FWID), not a TCG DiceTcbInfo"
@@ -525,27 +513,23 @@ def _refuse_riot_layout(data: bytes, cause: DiceExtensionError) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _flags(value: Any) -> OperationalFlags | None:
-    return None if value is None else OperationalFlags._from_asn1(value)
+def _fwids(value: list[schema.FwidAsn1]) -> tuple[FWID, ...]:
+    return tuple(FWID(hash_alg=f.hash_alg.dotted_string, digest=f.digest) for f in value)
 
 
-def _fwids(value: Any) -> tuple[FWID, ...] | None:
-    if value is None:
-        return None
-    return tuple(FWID(hash_alg=str(f["hashAlg"]), digest=bytes(f["digest"])) for f in value)
-
-
-def _fill_fwids(target: Any, fwids: Sequence[FWID]) -> None:
-    for i, fwid in enumerate(fwids):
-        item = target.getComponentByPosition(i)
-        item["hashAlg"] = univ.ObjectIdentifier(fwid.hash_alg)
-        item["digest"] = fwid.digest
+def _fwids_to_asn1(fwids: Sequence[FWID]) -> list[schema.FwidAsn1]:
+    return [
+        schema.FwidAsn1(hash_alg=x509.ObjectIdentifier(f.hash_alg), digest=f.digest) for f in fwids
+    ]
 
 
 def _fwid_tuple(value: Any, what: str) -> tuple[FWID, ...]:
-    if isinstance(value, FWID) or not isinstance(value, Sequence):
+    if type(value) is tuple:  # the usual case, without the slow Sequence ABC check
+        items: tuple[Any, ...] = value
+    elif isinstance(value, FWID) or not isinstance(value, Sequence):
         raise DiceExtensionError(f"{what} must be a sequence of FWID")
-    items = tuple(value)
+    else:
+        items = tuple(value)
     if not items or not all(isinstance(f, FWID) for f in items):
         raise DiceExtensionError(f"{what} must hold 1 or more FWID")
     return items

@@ -1,8 +1,8 @@
-"""ASN.1 schemas (pyasn1) of the TCG DICE and Open DICE certificate extensions, strict DER.
+"""ASN.1 schemas of the TCG DICE and Open DICE certificate extensions, and strict DER decoding.
 
 Private to :mod:`edgetrust.certs.dice_ext` and :mod:`edgetrust.certs.open_dice_ext`, which
-turn these into typed values. The modules
-are transcribed from the specifications, not from any implementation:
+turn these into typed values. The modules are transcribed from the specifications, not from any
+implementation:
 
 * TCG DICE Attestation Architecture, Appendix A (ASN.1 module), version 1.2::
 
@@ -43,216 +43,225 @@ are transcribed from the specifications, not from any implementation:
         profileName             [7] EXPLICIT UTF8String OPTIONAL }
 
   The specification text says ``Mode ::= INTEGER`` but the reference implementation (and so
-  its known-answer certificate) encodes the mode as ENUMERATED; :class:`_Mode` accepts both.
-"""
+  its known-answer certificate) encodes the mode as ENUMERATED; both decode.
 
-# pyasn1 schemas must use pyasn1's attribute names (componentType, subtypeSpec).
-# ruff: noqa: N815
+The schemas are declared with cryptography's Rust-backed declarative ASN.1 module
+(:mod:`cryptography.hazmat.asn1`, cryptography >= 48), a DER decoder: it refuses indefinite and
+non-minimal lengths, non-minimal INTEGERs, OID arcs and tags, constructed strings, BIT STRINGs
+with non-zero unused bits, invalid UTF-8 / IA5, wrong tag classes or forms, fields out of order,
+unknown fields and trailing bytes -- so nothing needs re-encoding to prove it was DER (a
+TcbInfo decodes in ~10 us). Three things it cannot express are done here instead:
+
+* a SEQUENCE OF at the root (MultiTcbInfo): decoded inside a one-field SEQUENCE whose header
+  is prepended (:func:`decode_sequence_of`);
+* ``SIZE (1..MAX)`` on an OPTIONAL SEQUENCE OF (fwids, integrityRegisters): the value classes
+  refuse empty lists;
+* ENUMERATED (the Open DICE mode): the field is a CHOICE of INTEGER and any other TLV, and
+  :func:`enumerated` accepts only an ENUMERATED there (DER-minimal).
+
+The Rust decoder says only what went wrong ("ExtraData"), not where. On that failure path
+:mod:`.der_diagnosis` walks the bytes to name the field and the defect.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from cryptography import x509
-from pyasn1.codec.der import decoder as der_decoder
-from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import char, constraint, namedtype, tag, univ
+from cryptography.hazmat import asn1
 
+from edgetrust.certs.der_diagnosis import Field, Shape, explain
 from edgetrust.errors import DiceExtensionError
 
-# pyasn1's "no upper bound" for SIZE (1..MAX).
-_MAX = float("inf")
+_ONE_OR_MORE: Final = asn1.Size(min=1, max=None)
 
 
-def _implicit(number: int, *, constructed: bool = False) -> tag.Tag:
-    form = tag.tagFormatConstructed if constructed else tag.tagFormatSimple
-    return tag.Tag(tag.tagClassContext, form, number)
+@asn1.sequence
+class FwidAsn1:
+    hash_alg: x509.ObjectIdentifier
+    digest: bytes
 
 
-def _explicit(number: int) -> tag.Tag:
-    return tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, number)
+@asn1.sequence
+class IntegrityRegisterAsn1:
+    register_name: asn1.IA5String | None
+    register_num: int | None
+    register_digests: Annotated[list[FwidAsn1], _ONE_OR_MORE]
 
 
-class FwidSchema(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("hashAlg", univ.ObjectIdentifier()),
-        namedtype.NamedType("digest", univ.OctetString()),
-    )
+@asn1.sequence
+class TcbInfoAsn1:
+    vendor: Annotated[str | None, asn1.Implicit(0)]
+    model: Annotated[str | None, asn1.Implicit(1)]
+    version: Annotated[str | None, asn1.Implicit(2)]
+    svn: Annotated[int | None, asn1.Implicit(3)]
+    layer: Annotated[int | None, asn1.Implicit(4)]
+    index: Annotated[int | None, asn1.Implicit(5)]
+    # SIZE (1..MAX) cannot annotate an OPTIONAL: TcbInfo refuses an empty list.
+    fwids: Annotated[list[FwidAsn1] | None, asn1.Implicit(6)]
+    flags: Annotated[asn1.BitString | None, asn1.Implicit(7)]
+    vendor_info: Annotated[bytes | None, asn1.Implicit(8)]
+    type: Annotated[bytes | None, asn1.Implicit(9)]
+    flags_mask: Annotated[asn1.BitString | None, asn1.Implicit(10)]
+    integrity_registers: Annotated[list[IntegrityRegisterAsn1] | None, asn1.Implicit(11)]
 
 
-class FwidListSchema(univ.SequenceOf):  # type: ignore[misc]
-    componentType = FwidSchema()
-    subtypeSpec = constraint.ValueSizeConstraint(1, _MAX)
+@asn1.sequence
+class TcbInfoSeqAsn1:
+    """A one-field SEQUENCE around ``DiceTcbInfoSeq`` (a root SEQUENCE OF is not supported)."""
+
+    entries: Annotated[list[TcbInfoAsn1], _ONE_OR_MORE]
 
 
-class IntegrityRegisterSchema(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType("registerName", char.IA5String()),
-        namedtype.OptionalNamedType("registerNum", univ.Integer()),
-        namedtype.NamedType("registerDigests", FwidListSchema()),
-    )
+@asn1.sequence
+class UeidAsn1:
+    ueid: bytes
 
 
-class IrListSchema(univ.SequenceOf):  # type: ignore[misc]
-    componentType = IntegrityRegisterSchema()
-    subtypeSpec = constraint.ValueSizeConstraint(1, _MAX)
+@asn1.sequence
+class OpenDiceInputAsn1:
+    code_hash: Annotated[bytes | None, asn1.Explicit(0)]
+    code_descriptor: Annotated[bytes | None, asn1.Explicit(1)]
+    configuration_hash: Annotated[bytes | None, asn1.Explicit(2)]
+    configuration_descriptor: Annotated[bytes | None, asn1.Explicit(3)]
+    authority_hash: Annotated[bytes | None, asn1.Explicit(4)]
+    authority_descriptor: Annotated[bytes | None, asn1.Explicit(5)]
+    # INTEGER, or any other TLV, which enumerated() accepts only as an ENUMERATED.
+    mode: Annotated[int | asn1.TLV | None, asn1.Explicit(6)]
+    profile_name: Annotated[str | None, asn1.Explicit(7)]
 
 
-class TcbInfoSchema(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType("vendor", char.UTF8String().subtype(implicitTag=_implicit(0))),
-        namedtype.OptionalNamedType("model", char.UTF8String().subtype(implicitTag=_implicit(1))),
-        namedtype.OptionalNamedType("version", char.UTF8String().subtype(implicitTag=_implicit(2))),
-        namedtype.OptionalNamedType("svn", univ.Integer().subtype(implicitTag=_implicit(3))),
-        namedtype.OptionalNamedType("layer", univ.Integer().subtype(implicitTag=_implicit(4))),
-        namedtype.OptionalNamedType("index", univ.Integer().subtype(implicitTag=_implicit(5))),
-        namedtype.OptionalNamedType(
-            "fwids", FwidListSchema().subtype(implicitTag=_implicit(6, constructed=True))
-        ),
-        namedtype.OptionalNamedType("flags", univ.BitString().subtype(implicitTag=_implicit(7))),
-        namedtype.OptionalNamedType(
-            "vendorInfo", univ.OctetString().subtype(implicitTag=_implicit(8))
-        ),
-        namedtype.OptionalNamedType("type", univ.OctetString().subtype(implicitTag=_implicit(9))),
-        namedtype.OptionalNamedType(
-            "flagsMask", univ.BitString().subtype(implicitTag=_implicit(10))
-        ),
-        namedtype.OptionalNamedType(
-            "integrityRegisters",
-            IrListSchema().subtype(implicitTag=_implicit(11, constructed=True)),
-        ),
-    )
+@asn1.sequence
+class RiotCompositeDeviceIdAsn1:
+    """Microsoft RIoT's ``CompositeDeviceID`` (version, DeviceID SubjectPublicKeyInfo, FWID):
+    decoded only to recognise it under the TcbInfo OID, and refuse it by name."""
 
-
-class TcbInfoSeqSchema(univ.SequenceOf):  # type: ignore[misc]
-    componentType = TcbInfoSchema()
-    subtypeSpec = constraint.ValueSizeConstraint(1, _MAX)
-
-
-class UeidSchema(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(namedtype.NamedType("ueid", univ.OctetString()))
-
-
-class ModeSchema(univ.Choice):  # type: ignore[misc]
-    """``Mode``: INTEGER per the specification text, ENUMERATED as open-dice encodes it."""
-
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("enumerated", univ.Enumerated()),
-        namedtype.NamedType("integer", univ.Integer()),
-    )
-
-
-class OpenDiceInputSchema(univ.Sequence):  # type: ignore[misc]
-    componentType = namedtype.NamedTypes(
-        namedtype.OptionalNamedType(
-            "codeHash", univ.OctetString().subtype(explicitTag=_explicit(0))
-        ),
-        namedtype.OptionalNamedType(
-            "codeDescriptor", univ.OctetString().subtype(explicitTag=_explicit(1))
-        ),
-        namedtype.OptionalNamedType(
-            "configurationHash", univ.OctetString().subtype(explicitTag=_explicit(2))
-        ),
-        namedtype.OptionalNamedType(
-            "configurationDescriptor", univ.OctetString().subtype(explicitTag=_explicit(3))
-        ),
-        namedtype.OptionalNamedType(
-            "authorityHash", univ.OctetString().subtype(explicitTag=_explicit(4))
-        ),
-        namedtype.OptionalNamedType(
-            "authorityDescriptor", univ.OctetString().subtype(explicitTag=_explicit(5))
-        ),
-        namedtype.OptionalNamedType("mode", ModeSchema().subtype(explicitTag=_explicit(6))),
-        namedtype.OptionalNamedType(
-            "profileName", char.UTF8String().subtype(explicitTag=_explicit(7))
-        ),
-    )
+    version: int
+    device_id_public: asn1.TLV
+    fwid: FwidAsn1
 
 
 # --------------------------------------------------------------------------------------------
-# Strict DER decoding and small conversions shared by the value classes
+# Shapes for the failure path (der_diagnosis): the same modules, as tags and kinds
 # --------------------------------------------------------------------------------------------
 
-# What pyasn1 raises on hostile input besides its own errors (deep nesting, bad UTF-8, ...).
-DECODE_ERRORS: Final = (
-    PyAsn1Error,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    OverflowError,
-    AttributeError,
-    RecursionError,
+_FWID: Final = Shape(fields=(Field(0x06, "hashAlg", "oid", False), Field(0x04, "digest")))
+_FWID_LIST: Final = Shape(of=_FWID)
+_REGISTERS: Final = Shape(
+    of=Shape(
+        fields=(
+            Field(0x16, "registerName", "ia5"),
+            Field(0x02, "registerNum", "integer"),
+            Field(0x30, "registerDigests", "sequence", False, _FWID_LIST),
+        )
+    )
+)
+TCB_INFO_SHAPE: Final = Shape(
+    fields=(
+        Field(0x80, "vendor", "utf8"),
+        Field(0x81, "model", "utf8"),
+        Field(0x82, "version", "utf8"),
+        Field(0x83, "svn", "integer"),
+        Field(0x84, "layer", "integer"),
+        Field(0x85, "index", "integer"),
+        Field(0xA6, "fwids", "sequence", True, _FWID_LIST),
+        Field(0x87, "flags", "bits"),
+        Field(0x88, "vendorInfo"),
+        Field(0x89, "type"),
+        Field(0x8A, "flagsMask", "bits"),
+        Field(0xAB, "integrityRegisters", "sequence", True, _REGISTERS),
+    )
+)
+MULTI_TCB_INFO_SHAPE: Final = Shape(of=TCB_INFO_SHAPE)
+UEID_SHAPE: Final = Shape(fields=(Field(0x04, "ueid", "octets", False),))
+_OCTETS: Final = Field(0x04, "OCTET STRING")
+OPEN_DICE_INPUT_SHAPE: Final = Shape(
+    fields=(
+        Field(0xA0, "codeHash", "explicit", True, _OCTETS),
+        Field(0xA1, "codeDescriptor", "explicit", True, _OCTETS),
+        Field(0xA2, "configurationHash", "explicit", True, _OCTETS),
+        Field(0xA3, "configurationDescriptor", "explicit", True, _OCTETS),
+        Field(0xA4, "authorityHash", "explicit", True, _OCTETS),
+        Field(0xA5, "authorityDescriptor", "explicit", True, _OCTETS),
+        Field(0xA6, "mode", "explicit", True, Field(0x02, "mode", "number")),
+        Field(0xA7, "profileName", "explicit", True, Field(0x0C, "UTF8String", "utf8")),
+    )
 )
 
+
+# --------------------------------------------------------------------------------------------
+# Strict DER decoding and encoding
+# --------------------------------------------------------------------------------------------
+
 _T = TypeVar("_T")
-_PYASN1_TAG: Final = re.compile(r"<TagSet object, tags (\d+):(\d+):(\d+)>")
-_TAG_CLASSES: Final = {0: "universal", 64: "application", 128: "context", 192: "private"}
 
 
-def strict_decode(data: bytes, spec: Any, what: str, convert: Callable[[Any], _T]) -> _T:
-    """Decode exactly one DER value of ``spec``; refuse trailing bytes and non-DER encodings.
+def decode(spec: type[_T], data: bytes, what: str, shape: Shape) -> _T:
+    """Exactly one DER value of ``spec``, or :class:`DiceExtensionError` naming the defect."""
+    try:
+        return asn1.decode_der(spec, data)
+    except ValueError as e:  # the declarative decoder's only error for bad input
+        raise DiceExtensionError(f"{what}: {explain(data, shape, e)}") from e
 
-    pyasn1's DER decoder accepts some BER forms, so the value is re-encoded and compared byte
-    for byte: whatever does not survive that round trip was not DER.
+
+def decode_sequence_of(data: bytes, what: str, shape: Shape) -> list[TcbInfoAsn1]:
+    """A root ``SEQUENCE OF DiceTcbInfo``, decoded as the one field of a synthetic SEQUENCE.
+
+    The prepended header is a definite, minimal length, so the value inside is held to every
+    DER rule (and to ending exactly where ``data`` ends) as if it were the root.
     """
     try:
-        value, rest = der_decoder.decode(data, asn1Spec=spec)
-    except DECODE_ERRORS as e:
-        raise DiceExtensionError(f"{what}: malformed DER ({one_line(e)})") from e
-    if rest:
-        raise DiceExtensionError(f"{what}: {len(rest)} trailing bytes after the DER value")
+        return asn1.decode_der(TcbInfoSeqAsn1, b"\x30" + _length(len(data)) + data).entries
+    except ValueError as e:
+        raise DiceExtensionError(f"{what}: {explain(data, shape, e)}") from e
+
+
+def encode(value: object) -> bytes:
+    """DER of a schema object (an ``@asn1.sequence`` instance)."""
     try:
-        # Convert first: a value that makes no sense gets its own message.
-        result = convert(value)
-        canonical = der_encoder.encode(value)
-    except DiceExtensionError:
-        raise
-    except DECODE_ERRORS as e:
-        raise DiceExtensionError(f"{what}: malformed value ({one_line(e)})") from e
-    if canonical != data:
-        raise DiceExtensionError(f"{what}: not DER (a BER form, or fields out of order)")
-    return result
+        return asn1.encode_der(value)
+    except (ValueError, TypeError) as e:
+        raise DiceExtensionError(f"cannot encode {type(value).__name__}: {e}") from e
 
 
-def decode_generic(data: bytes) -> Any:
-    """Decode DER without a schema (for recognising foreign layouts); ``None`` if impossible."""
-    try:
-        value, _ = der_decoder.decode(data)
-    except DECODE_ERRORS:
-        return None
-    return value
+def encode_sequence_of(entries: list[TcbInfoAsn1]) -> bytes:
+    """DER of a ``SEQUENCE OF DiceTcbInfo`` (the synthetic SEQUENCE's header dropped)."""
+    der = encode(TcbInfoSeqAsn1(entries=entries))
+    return der[2 + (der[1] & 0x7F if der[1] & 0x80 else 0) :]
 
 
-def encode(value: Any) -> bytes:
-    try:
-        der: bytes = der_encoder.encode(value)
-    except DECODE_ERRORS as e:
-        raise DiceExtensionError(f"cannot encode {type(value).__name__}: {one_line(e)}") from e
-    return der
+def enumerated(value: int | asn1.TLV, what: str) -> int:
+    """The number in an INTEGER (already decoded) or a DER ENUMERATED TLV; refuse other types."""
+    if isinstance(value, int):
+        return value
+    tag = value.tag_bytes
+    content = bytes(value.data)
+    if tag != b"\x0a":
+        raise DiceExtensionError(f"{what} is neither INTEGER nor ENUMERATED (tag {tag.hex()})")
+    if not content:
+        raise DiceExtensionError(f"{what}: malformed DER (empty ENUMERATED)")
+    if len(content) > 1 and (
+        (content[0] == 0 and content[1] < 0x80) or (content[0] == 0xFF and content[1] >= 0x80)
+    ):
+        raise DiceExtensionError(f"{what}: not DER (non-minimal ENUMERATED)")
+    return int.from_bytes(content, "big", signed=True)
 
 
-def component(value: Any, name: str) -> Any:
-    """An OPTIONAL component, or ``None`` when absent."""
-    item = value.getComponentByName(name, None, instantiate=False)
-    if item is None or not item.isValue:
-        return None
-    return item
+def enumerated_tlv(number: int) -> asn1.TLV:
+    """A DER ENUMERATED with a value 0..127 as a TLV object the encoder writes out as is."""
+    return asn1.decode_der(asn1.TLV, bytes((0x0A, 1, number)))
 
 
-def text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(size),)) + size
 
 
-def octets(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
-def integer(value: Any) -> int | None:
-    return None if value is None else int(value)
+# --------------------------------------------------------------------------------------------
+# Checks shared by the value classes
+# --------------------------------------------------------------------------------------------
 
 
 def check_optional(value: object, kind: type, name: str) -> None:
@@ -275,20 +284,6 @@ def as_bytes(data: object, what: str) -> bytes:
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
     raise DiceExtensionError(f"{what}: expected DER bytes, got {type(data).__name__}")
-
-
-def one_line(error: BaseException) -> str:
-    """A short, readable message for a pyasn1 (or other) error."""
-    message = " ".join(str(error).split())
-    unexpected = _PYASN1_TAG.match(message)
-    if unexpected is not None and " not in asn1Spec" in message:
-        tag_class, form, number = (int(g) for g in unexpected.groups())
-        label = _TAG_CLASSES.get(tag_class, "tag")
-        kind = "constructed" if form else "primitive"
-        return f"unexpected {label} tag {number} ({kind})"
-    if len(message) > 100:
-        message = message[:97] + "..."
-    return message or type(error).__name__
 
 
 class DerExtension(x509.ExtensionType):

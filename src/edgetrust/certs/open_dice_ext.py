@@ -26,7 +26,8 @@ __all__ = ["OPEN_DICE_INPUT_OID", "OpenDiceInput", "OpenDiceInputExtension", "Op
 
 OPEN_DICE_INPUT_OID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.1.24")
 
-# Python field name -> ASN.1 component name, for the OCTET STRING fields in schema order.
+# Python field name -> ASN.1 component name, for the OCTET STRING fields in schema order (the
+# schema's attributes have the Python names).
 _FIELDS: Final = (
     ("code_hash", "codeHash"),
     ("code_descriptor", "codeDescriptor"),
@@ -50,6 +51,9 @@ class OpenDiceMode(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
+
+
+_ENUMERATED_MODES: Final = {mode: schema.enumerated_tlv(mode) for mode in OpenDiceMode}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,17 +88,19 @@ class OpenDiceInput:
         return _decode(schema.as_bytes(data, "OpenDiceInput"))
 
     def to_der(self) -> bytes:
-        value = schema.OpenDiceInputSchema()
-        for name, asn1_name in _FIELDS:
-            field = getattr(self, name)
-            if field is not None:
-                value[asn1_name] = field
-        if self.mode is not None:
-            # Encoded as open-dice encodes it (ENUMERATED), so certificates match byte for byte.
-            value["mode"]["enumerated"] = int(self.mode)
-        if self.profile_name is not None:
-            value["profileName"] = self.profile_name
-        return schema.encode(value)
+        return schema.encode(
+            schema.OpenDiceInputAsn1(
+                code_hash=self.code_hash,
+                code_descriptor=self.code_descriptor,
+                configuration_hash=self.configuration_hash,
+                configuration_descriptor=self.configuration_descriptor,
+                authority_hash=self.authority_hash,
+                authority_descriptor=self.authority_descriptor,
+                # Encoded as open-dice encodes it (ENUMERATED): certificates match byte for byte.
+                mode=None if self.mode is None else _ENUMERATED_MODES[self.mode],
+                profile_name=self.profile_name,
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -122,18 +128,22 @@ class OpenDiceInputExtension(schema.DerExtension):
 
 @functools.lru_cache(maxsize=4096)
 def _decode(data: bytes) -> OpenDiceInput:
-    return schema.strict_decode(data, schema.OpenDiceInputSchema(), "OpenDiceInput", _from_asn1)
-
-
-def _from_asn1(value: Any) -> OpenDiceInput:
-    fields: dict[str, Any] = {
-        name: schema.octets(schema.component(value, asn1_name)) for name, asn1_name in _FIELDS
-    }
-    mode = schema.component(value, "mode")
-    if mode is not None:
-        number = int(mode.getComponent())
+    value = schema.decode(
+        schema.OpenDiceInputAsn1, data, "OpenDiceInput", schema.OPEN_DICE_INPUT_SHAPE
+    )
+    mode: OpenDiceMode | None = None
+    if value.mode is not None:
+        number = schema.enumerated(value.mode, "OpenDiceInput: mode")
         if number not in OpenDiceMode._value2member_map_:
             raise DiceExtensionError(f"OpenDiceInput: mode {number} is not 0..3")
-        fields["mode"] = OpenDiceMode(number)
-    fields["profile_name"] = schema.text(schema.component(value, "profileName"))
-    return OpenDiceInput(**fields)
+        mode = OpenDiceMode(number)
+    return OpenDiceInput(
+        code_hash=value.code_hash,
+        code_descriptor=value.code_descriptor,
+        configuration_hash=value.configuration_hash,
+        configuration_descriptor=value.configuration_descriptor,
+        authority_hash=value.authority_hash,
+        authority_descriptor=value.authority_descriptor,
+        mode=mode,
+        profile_name=value.profile_name,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from cryptography import x509
@@ -214,6 +215,112 @@ def test_fwid_and_flags_constructor_refusals() -> None:
         OperationalFlags(value=OperationalFlag.DEBUG | OperationalFlag.FIXED_WIDTH, width=4)
     with pytest.raises(DiceExtensionError, match="expected DER bytes"):
         TcbInfo.from_der("3000")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# DER strictness of the declarative decoder (cryptography.hazmat.asn1), each named
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("der", "message"),
+    [
+        ("30808301050000", "not DER (indefinite length)"),  # BER indefinite length
+        ("3006a68030000000", "not DER (indefinite length)"),  # fwids
+        ("30058381010105", "not DER (non-minimal length)"),  # svn
+        ("3007a605308100 0400", "not DER (non-minimal length in fwids[0])"),
+        ("30048302ffff", "not DER (non-minimal INTEGER svn)"),  # -1 padded with 0xff
+        ("30029f03", "not DER (non-minimal tag)"),  # [3] in the high-tag-number form
+        ("3003ff0100", "not DER (non-minimal tag)"),
+        ("3003430105", "unexpected application tag 3 (primitive)"),  # wrong tag class
+        ("3003c30105", "unexpected private tag 3 (primitive)"),
+        ("3003030105", "unexpected universal tag 3 (primitive)"),
+        ("3005a303020105", "unexpected context tag 3 (constructed)"),  # wrong form
+        ("30058603300100", "unexpected context tag 6 (primitive)"),  # fwids not constructed
+        ("3007a0050403616263", "unexpected context tag 0 (constructed)"),  # constructed string
+        ("30038701 07", "BIT STRING flags with 7 unused bits"),  # unused bits, no octets
+        ("3004870207ff", "not DER (unused bits of BIT STRING flags are not zero)"),
+        ("300487020801", "BIT STRING flags with 8 unused bits"),
+        ("30048a0201ff", "not DER (unused bits of BIT STRING flagsMask are not zero)"),
+        ("3008a606300406008000", "OBJECT IDENTIFIER fwids[0].hashAlg"),  # empty OID
+        ("300aa6083006060280010400", "non-minimal OBJECT IDENTIFIER fwids[0].hashAlg"),
+        ("3006a6043002 0400", "unexpected universal tag 4 (primitive) instead of fwids[0].hashAlg"),
+        ("3004 ab02 3000", "missing integrityRegisters[0].registerDigests"),
+        ("3006 ab04 3002 3000", "an empty SEQUENCE OF integrityRegisters[0].registerDigests"),
+        ("3005 ab03 3001 16", "truncated in integrityRegisters[0]"),
+        ("3004 9f1f 0100", "unexpected context tag 31 (primitive)"),  # high tag, unknown field
+        ("30038b0100", "unexpected context tag 11 (primitive)"),  # [11] must be constructed
+    ],
+)
+def test_tcb_info_der_strictness(der: str, message: str) -> None:
+    with pytest.raises(DiceExtensionError, match=re.escape(message)):
+        TcbInfo.from_der(bytes.fromhex(der.replace(" ", "")))
+
+
+def test_minimal_integers_with_a_sign_octet_are_der() -> None:
+    assert TcbInfo.from_der(bytes.fromhex("3004830200ff")).svn == 255
+    assert TcbInfo.from_der(bytes.fromhex("30058303008000")).svn == 0x8000
+
+
+def test_utf8_and_ia5_strings_are_checked() -> None:
+    with pytest.raises(DiceExtensionError, match=r"malformed value \(model is not valid UTF-8\)"):
+        TcbInfo.from_der(bytes.fromhex("30048102c328"))
+    fwid = tlv(0x30, bytes.fromhex("0609608648016503040201") + tlv(0x04, bytes(32)))
+    register = tlv(0x30, tlv(0x16, "é".encode()) + tlv(0x30, fwid))
+    with pytest.raises(DiceExtensionError, match="registerName is not an IA5String"):
+        TcbInfo.from_der(tlv(0x30, tlv(0xAB, register)))
+
+
+def test_multi_tcb_info_long_form_lengths_round_trip() -> None:
+    # Over 255 bytes: the synthetic SEQUENCE header and the stripped one use long-form lengths.
+    value = MultiTcbInfo(entries=tuple(TcbInfo(layer=i, vendor="v" * 40) for i in range(8)))
+    der = value.to_der()
+    assert der[:2] == b"\x30\x82"
+    assert MultiTcbInfo.from_der(der) == value
+    assert MultiTcbInfo.from_der(der).to_der() == der
+    with pytest.raises(DiceExtensionError, match="1 trailing bytes"):
+        MultiTcbInfo.from_der(der + b"\x00")
+    with pytest.raises(DiceExtensionError, match=r"not DER \(non-minimal INTEGER \[1\]\.svn\)"):
+        MultiTcbInfo.from_der(tlv(0x30, tlv(0x30, b"") + tlv(0x30, bytes.fromhex("83020001"))))
+    with pytest.raises(DiceExtensionError, match="an empty SEQUENCE OF"):
+        MultiTcbInfo.from_der(bytes.fromhex("3000"))
+
+
+@pytest.mark.parametrize(
+    ("der", "message"),
+    [
+        ("3006a6040a020002", "mode: not DER (non-minimal ENUMERATED)"),
+        ("3006a60402020002", "not DER"),  # non-minimal INTEGER mode
+        ("3004a6020a00", "mode: malformed DER (empty ENUMERATED)"),
+        ("3005a603040102", "mode is neither INTEGER nor ENUMERATED (tag 04)"),
+        ("3005a6030201ff", "mode -1 is not 0..3"),
+        ("3006a6040a01ff00", "1 extra bytes in mode"),
+        ("3005a0030c0100", "unexpected universal tag 12 (primitive) in codeHash"),
+        ("3005a7030c01ff", "profileName is not valid UTF-8"),
+        ("3005a0808000 00", "indefinite length"),
+        ("3005a603020102 00", "1 trailing bytes"),
+    ],
+)
+def test_open_dice_mode_and_der_strictness(der: str, message: str) -> None:
+    with pytest.raises(DiceExtensionError, match=re.escape(message)):
+        OpenDiceInput.from_der(bytes.fromhex(der.replace(" ", "")))
+
+
+def test_open_dice_mode_encodes_as_enumerated_and_integer_decodes() -> None:
+    for mode in OpenDiceMode:
+        der = OpenDiceInput(mode=mode).to_der()
+        assert der == bytes.fromhex(f"3005a6030a01{mode:02x}")
+        assert OpenDiceInput.from_der(der).mode is mode
+        assert OpenDiceInput.from_der(bytes.fromhex(f"3005a60302010{mode}")).mode is mode
+
+
+def test_flags_of_every_width_round_trip() -> None:
+    for width in (0, 1, 7, 8, 9, 31, 32, 33, 64):
+        for value in {0, (1 << width) - 1, 0b101 & ((1 << width) - 1)}:
+            flags = OperationalFlags(value=OperationalFlag(value), width=width)
+            der = TcbInfo(flags=flags).to_der()
+            assert TcbInfo.from_der(der).flags == flags
+            assert der[4] == -width % 8  # the unused-bits octet
 
 
 # --------------------------------------------------------------------------------------------
