@@ -3,9 +3,9 @@
 :class:`AttestationService` is the core behind ``edgetrust.v1.Verifier`` (the transport lives in
 :mod:`edgetrust.onboarding.verifier`). One Attest, in order:
 
-1. decode the EAT without trusting it, for two routing facts only: the nonce it claims to answer
-   and its ``hwmodel``. Evidence that does not decode is a :class:`MalformedError` raised *before*
-   anything is stored (gRPC INVALID_ARGUMENT);
+1. decode the EAT's COSE structure and raw claims map without trusting them, for two routing facts
+   only: the nonce it claims to answer and its ``hwmodel``. Evidence that does not decode is a
+   :class:`MalformedError` raised *before* anything is stored (gRPC INVALID_ARGUMENT);
 2. pick the endorsements of that product (its trust anchors and reference values; a chain to
    another manufacturer's root cannot onboard as this product) from a cache refreshed from the
    registry every few seconds -- anchors are parsed once, not per call;
@@ -34,7 +34,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edgetrust.attest import eat, schemes
+from edgetrust.attest import cbor, cose, eat, schemes
 from edgetrust.attest.appraisal import AppraisalPolicy, appraise
 from edgetrust.attest.ear import (
     DEVICE_SUBMOD,
@@ -261,11 +261,10 @@ class AttestationService:
 
     def attest(self, request: AttestationRequest) -> AttestationOutcome:
         _check_media_type(request.media_type)
-        claims = _routing_claims(request.evidence)
+        routing = _routing(request.evidence)
         now = self._clock()
-        nonces = claims.nonces()
-        claimed = nonces[0] if len(nonces) == 1 else None
-        references, anchors = self.endorsements.current().scope(claims.hwmodel)
+        claimed = routing.nonce
+        references, anchors = self.endorsements.current().scope(routing.hwmodel)
         result = appraise(
             chain_certs=request.chain,
             token=request.evidence,
@@ -353,13 +352,34 @@ def _check_media_type(media_type: str) -> None:
         )
 
 
-def _routing_claims(evidence: bytes) -> eat.EatClaims:
-    """Decode (never trust) the EAT: undecodable evidence is malformed, nothing is stored."""
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """What the verifier reads from an EAT before trusting it: only where to route it."""
+
+    nonce: bytes | None
+    hwmodel: bytes | None
+
+
+def _routing(evidence: bytes) -> _Routing:
+    """Decode (never trust) the EAT's COSE structure and claims map for the claimed nonce and
+    hwmodel. Structurally undecodable evidence is malformed: refused before anything is stored.
+    Claims of the wrong type are left to the appraisal (a signed, negative result).
+
+    Only the raw claims map is read here -- the typed claim decoding runs once, in appraise().
+    """
     try:
-        _, claims = eat.decode_eat(evidence)
+        message = cose.decode_message(evidence, outer_tags=(eat.CWT_TAG,), untagged_as="sign1")
+        if message.payload is None:
+            raise MalformedError("the EAT has a detached payload")
+        claims = cbor.loads(message.payload, expect=dict)
     except EvidenceError as e:
         raise MalformedError(f"evidence is not a decodable EAT: {e.message}") from e
-    return claims
+    nonce = claims.get(int(eat.Claim.EAT_NONCE))
+    hwmodel = claims.get(int(eat.Claim.HWMODEL))
+    return _Routing(
+        nonce=nonce if isinstance(nonce, bytes) and nonce else None,
+        hwmodel=hwmodel if isinstance(hwmodel, bytes) else None,
+    )
 
 
 def _device_id_certificate(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgetrust._proto.edgetrust.v1 import verifier_pb2
-from edgetrust.attest import eat
+from edgetrust.attest import cbor, cose, eat
 from edgetrust.attest.ear import verify_ear
 from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.certs.ca import CertificateAuthority
@@ -312,3 +312,16 @@ def test_trust_anchors_are_scoped_to_their_product(
     assert attest(verifier, own.request()).tier == "affirming"
     impostor = prepare(verifier, new_device(ca=stranger))  # claims edgetrust-sim
     assert_denied(verifier, impostor.request(), "refused: chain_untrusted")
+
+
+def test_signed_evidence_with_ill_typed_claims_is_a_signed_refusal(
+    verifier: RunningVerifier, new_device: Any
+) -> None:
+    """Structurally sound, properly signed, but a claim of the wrong type: a negative appraisal
+    (PERMISSION_DENIED + EAR), not a malformed request."""
+    device = new_device()
+    attempt = prepare(verifier, device)
+    boot = device.boot()
+    payload = cbor.dumps({10: "not bytes", 259: device.manifest.hwmodel})
+    evidence = cose.sign1(payload, boot.leaf_key, tagged=True)
+    assert_denied(verifier, attempt.request(evidence=evidence), "refused: token_malformed")
