@@ -57,7 +57,9 @@ TcbInfo decodes in ~10 us). Three things it cannot express are done here instead
 * ``SIZE (1..MAX)`` on an OPTIONAL SEQUENCE OF (fwids, integrityRegisters): the value classes
   refuse empty lists;
 * ENUMERATED (the Open DICE mode): the field is a CHOICE of INTEGER and any other TLV, and
-  :func:`enumerated` accepts only an ENUMERATED there (DER-minimal).
+  :func:`enumerated` accepts only an ENUMERATED there (DER-minimal); to encode it,
+  :func:`encode_open_dice_input` splices the 5 bytes of ``[6] EXPLICIT ENUMERATED`` between the
+  fields the schema encodes (cryptography 49 cannot encode a raw TLV).
 
 The Rust decoder says only what went wrong ("ExtraData"), not where. On that failure path
 :mod:`.der_diagnosis` walks the bytes to name the field and the defect.
@@ -120,15 +122,15 @@ class UeidAsn1:
 
 @asn1.sequence
 class OpenDiceInputAsn1:
-    code_hash: Annotated[bytes | None, asn1.Explicit(0)]
-    code_descriptor: Annotated[bytes | None, asn1.Explicit(1)]
-    configuration_hash: Annotated[bytes | None, asn1.Explicit(2)]
-    configuration_descriptor: Annotated[bytes | None, asn1.Explicit(3)]
-    authority_hash: Annotated[bytes | None, asn1.Explicit(4)]
-    authority_descriptor: Annotated[bytes | None, asn1.Explicit(5)]
+    code_hash: Annotated[bytes | None, asn1.Explicit(0)] = None
+    code_descriptor: Annotated[bytes | None, asn1.Explicit(1)] = None
+    configuration_hash: Annotated[bytes | None, asn1.Explicit(2)] = None
+    configuration_descriptor: Annotated[bytes | None, asn1.Explicit(3)] = None
+    authority_hash: Annotated[bytes | None, asn1.Explicit(4)] = None
+    authority_descriptor: Annotated[bytes | None, asn1.Explicit(5)] = None
     # INTEGER, or any other TLV, which enumerated() accepts only as an ENUMERATED.
-    mode: Annotated[int | asn1.TLV | None, asn1.Explicit(6)]
-    profile_name: Annotated[str | None, asn1.Explicit(7)]
+    mode: Annotated[int | asn1.TLV | None, asn1.Explicit(6)] = None
+    profile_name: Annotated[str | None, asn1.Explicit(7)] = None
 
 
 @asn1.sequence
@@ -226,8 +228,7 @@ def encode(value: object) -> bytes:
 
 def encode_sequence_of(entries: list[TcbInfoAsn1]) -> bytes:
     """DER of a ``SEQUENCE OF DiceTcbInfo`` (the synthetic SEQUENCE's header dropped)."""
-    der = encode(TcbInfoSeqAsn1(entries=entries))
-    return der[2 + (der[1] & 0x7F if der[1] & 0x80 else 0) :]
+    return _content(encode(TcbInfoSeqAsn1(entries=entries)))
 
 
 def enumerated(value: int | asn1.TLV, what: str) -> int:
@@ -247,9 +248,29 @@ def enumerated(value: int | asn1.TLV, what: str) -> int:
     return int.from_bytes(content, "big", signed=True)
 
 
-def enumerated_tlv(number: int) -> asn1.TLV:
-    """A DER ENUMERATED with a value 0..127 as a TLV object the encoder writes out as is."""
-    return asn1.decode_der(asn1.TLV, bytes((0x0A, 1, number)))
+def encode_open_dice_input(
+    inputs: OpenDiceInputAsn1, mode: int | None, profile_name: str | None
+) -> bytes:
+    """DER of an OpenDiceInput whose ``mode`` (0..127) is an ENUMERATED, as open-dice writes it.
+
+    ``inputs`` holds fields [0]..[5] only; the schema encodes them and ``profile_name`` ([7]),
+    and the mode, ``[6] EXPLICIT ENUMERATED``, goes in between.
+    """
+    if inputs.mode is not None or inputs.profile_name is not None:
+        raise DiceExtensionError("encode_open_dice_input takes the mode and profile apart")
+    content = _content(encode(inputs))
+    if mode is not None:
+        if not 0 <= mode <= 127:
+            raise DiceExtensionError(f"cannot encode Open DICE mode {mode}")
+        content += bytes((0xA6, 3, 0x0A, 1, mode))
+    if profile_name is not None:
+        content += _content(encode(OpenDiceInputAsn1(profile_name=profile_name)))
+    return b"\x30" + _length(len(content)) + content
+
+
+def _content(der: bytes) -> bytes:
+    """The contents of one DER TLV with a low tag number (its header dropped)."""
+    return der[2 + (der[1] & 0x7F if der[1] & 0x80 else 0) :]
 
 
 def _length(n: int) -> bytes:

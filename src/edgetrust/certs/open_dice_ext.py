@@ -53,9 +53,6 @@ class OpenDiceMode(enum.IntEnum):
         return self.name.lower().replace("_", "-")
 
 
-_ENUMERATED_MODES: Final = {mode: schema.enumerated_tlv(mode) for mode in OpenDiceMode}
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpenDiceInput:
     """``OpenDiceInput``: the DICE inputs of one layer in an Open DICE X.509 certificate."""
@@ -88,19 +85,17 @@ class OpenDiceInput:
         return _decode(schema.as_bytes(data, "OpenDiceInput"))
 
     def to_der(self) -> bytes:
-        return schema.encode(
-            schema.OpenDiceInputAsn1(
-                code_hash=self.code_hash,
-                code_descriptor=self.code_descriptor,
-                configuration_hash=self.configuration_hash,
-                configuration_descriptor=self.configuration_descriptor,
-                authority_hash=self.authority_hash,
-                authority_descriptor=self.authority_descriptor,
-                # Encoded as open-dice encodes it (ENUMERATED): certificates match byte for byte.
-                mode=None if self.mode is None else _ENUMERATED_MODES[self.mode],
-                profile_name=self.profile_name,
-            )
+        inputs = schema.OpenDiceInputAsn1(
+            code_hash=self.code_hash,
+            code_descriptor=self.code_descriptor,
+            configuration_hash=self.configuration_hash,
+            configuration_descriptor=self.configuration_descriptor,
+            authority_hash=self.authority_hash,
+            authority_descriptor=self.authority_descriptor,
         )
+        # The mode is ENUMERATED, as open-dice encodes it: certificates match byte for byte.
+        mode = None if self.mode is None else int(self.mode)
+        return schema.encode_open_dice_input(inputs, mode, self.profile_name)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
