@@ -100,17 +100,23 @@ def verify_csr_binding(
     Raises :class:`SignatureError` when the CSR's own signature does not verify and
     :class:`KeyBindingError` when no key is bound or the CSR names another key.
     """
-    if bound_key is None:
-        raise KeyBindingError("the evidence binds no key (cnf), so no certificate can be issued")
+    key = _check_same_key(csr, bound_key)
     try:
         valid = csr.is_signature_valid
-        key = csr.public_key()
     except (ValueError, TypeError) as e:
         raise SignatureError(f"the CSR cannot be checked: {e}") from e
     if not valid:
         raise SignatureError("the CSR's signature does not verify with the key it carries")
+    return key
+
+
+def _check_same_key(
+    csr: x509.CertificateSigningRequest, bound_key: PublicKeyTypes | None
+) -> PublicKeyTypes:
+    if bound_key is None:
+        raise KeyBindingError("the evidence binds no key (cnf), so no certificate can be issued")
     try:
-        same = spki_der(key) == spki_der(bound_key)
+        same = spki_der(csr.public_key()) == spki_der(bound_key)
     except (ValueError, TypeError) as e:
         raise KeyBindingError(f"the CSR key cannot be compared with the cnf key: {e}") from e
     if not same:
@@ -177,7 +183,9 @@ class Certifier:
         ueid, product = result.ueid, result.product
         if not ueid or not product:
             raise PermissionDeniedError("the attestation result names no device (ueid, product)")
-        verify_csr_binding(csr, result.device_key)
+        # The key binding here; the CSR's own signature (proof of possession) is checked by
+        # build_operational_certificate (a SignatureError), so it is not verified twice.
+        _check_same_key(csr, result.device_key)
         identity = self.spiffe_id(ueid)
         certificate = build_operational_certificate(
             csr=csr, issuer=self._ca, spiffe_id=identity, lifetime=self._lifetime, now=now

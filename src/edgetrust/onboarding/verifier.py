@@ -304,12 +304,13 @@ class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[mis
         cert = outcome.certificate
         self._metrics.bump("attest_affirmed")
         self._metrics.bump("certificates_issued")
-        _log.info(
-            "attest affirmed session=%s ueid=%s serial=%x not_after=%s ms=%.1f",
-            session, ueid, cert.serial_number, cert.not_valid_after_utc.isoformat(),
-            elapsed * 1000,
-            extra={"event": "attest", "outcome": "affirmed", "ueid": ueid},
-        )  # fmt: skip
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "attest affirmed session=%s ueid=%s serial=%x not_after=%s ms=%.1f",
+                session, ueid, cert.serial_number, cert.not_valid_after_utc.isoformat(),
+                elapsed * 1000,
+                extra={"event": "attest", "outcome": "affirmed", "ueid": ueid},
+            )  # fmt: skip
         der = _der
         return verifier_pb2.AttestResponse(
             ear=outcome.ear,

@@ -234,6 +234,24 @@ def test_binding_refuses_a_csr_with_a_bad_signature() -> None:
         verify_csr_binding(forged, key.public_key())
 
 
+def test_issue_refuses_a_csr_with_a_bad_signature(
+    cluster: CertificateAuthority, device_id: x509.Certificate
+) -> None:
+    """The right key but no proof of possession: SignatureError, nothing recorded."""
+    key = _key()
+    der = bytearray(_csr(key).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01
+    store = RecordingStore()
+    with pytest.raises(SignatureError):
+        _certifier(cluster, store).issue(
+            result=_result(key),
+            csr=x509.load_der_x509_csr(bytes(der)),
+            device_id_certificate=device_id,
+            now=NOW,
+        )
+    assert store.calls == []
+
+
 def test_binding_returns_the_bound_key() -> None:
     key = _key()
     assert verify_csr_binding(_csr(key), key.public_key()) == key.public_key()
