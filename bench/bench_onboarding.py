@@ -124,7 +124,7 @@ class Server:
 
 def _client_process(
     paths: list[str], address: str, ca_pem: bytes, start_at: float, end_at: float
-) -> tuple[list[float], int, list[str]]:
+) -> tuple[list[float], int, list[str], float]:
     """Run in a child: one thread per device until ``end_at``; latencies inside the window."""
     from edgetrust.errors import Error
     from edgetrust.onboarding.device import SimulatedDevice, VerifierClient
@@ -133,6 +133,15 @@ def _client_process(
     errors: list[str] = []
     lock = threading.Lock()
     total = [0]
+    cpu: dict[str, float] = {}
+    samplers = [
+        threading.Timer(
+            max(0.0, at - time.time()), lambda k=k: cpu.__setitem__(k, time.process_time())
+        )
+        for k, at in (("start", start_at), ("end", end_at))
+    ]
+    for sampler in samplers:
+        sampler.start()
 
     def run(path: str) -> None:
         device = SimulatedDevice.open(path)
@@ -158,25 +167,52 @@ def _client_process(
         t.start()
     for t in threads:
         t.join()
-    return latencies, total[0], errors[:5]
+    for sampler in samplers:
+        sampler.join()
+    return latencies, total[0], errors[:5], cpu.get("end", 0.0) - cpu.get("start", 0.0)
 
 
-def load(setup_: Setup, address: str, procs: int, warmup: float, seconds: float) -> dict[str, Any]:
+def _server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc); 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(
+    setup_: Setup, address: str, *, procs: int, warmup: float, seconds: float, server_pid: int
+) -> dict[str, Any]:
     ca_pem = setup_.ca_file.read_bytes()
     groups = [[str(p) for p in setup_.devices[i::procs]] for i in range(procs)]
     start_at = time.time() + warmup + 2.0  # + child start-up (imports)
     end_at = start_at + seconds
+    server_cpu: dict[str, float] = {}
+    samplers = [
+        threading.Timer(
+            at - time.time(), lambda k=k: server_cpu.__setitem__(k, _server_cpu(server_pid))
+        )
+        for k, at in (("start", start_at), ("end", end_at))
+    ]
+    for sampler in samplers:
+        sampler.start()
     ctx = multiprocessing.get_context("spawn")  # gRPC does not survive fork
     with ctx.Pool(procs) as pool:
         parts = pool.starmap(
             _client_process, [(g, address, ca_pem, start_at, end_at) for g in groups]
         )
+    for sampler in samplers:
+        sampler.join()
     latencies = sorted(x for part in parts for x in part[0])
     count = sum(part[1] for part in parts)
     errors = [e for part in parts for e in part[2]]
     if not latencies:
         raise SystemExit(f"no onboarding completed in the window; errors: {errors}")
+    client_cpu = sum(part[3] for part in parts)
     return {
+        "server_cpu_ms": (server_cpu.get("end", 0) - server_cpu.get("start", 0)) / count * 1000,
+        "client_cpu_ms": client_cpu / count * 1000,
         "rate": count / seconds,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
@@ -190,13 +226,13 @@ def load(setup_: Setup, address: str, procs: int, warmup: float, seconds: float)
 # ------------------------------------------------------------------------------------------------
 
 
-def floor(setup_: Setup, rounds: int) -> float:
-    """Seconds of pure cryptography per onboarding (one thread), best of a few rounds."""
+def floor(setup_: Setup, rounds: int) -> tuple[float, float]:
+    """Seconds of pure cryptography per onboarding (one thread): (device part, verifier part),
+    each the best of three rounds."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from edgetrust.attest import cose, eat
-    from edgetrust.attest.ear import AttestationResult
     from edgetrust.certs.builders import build_operational_certificate
     from edgetrust.certs.ca import CertificateAuthority
     from edgetrust.certs.chain import validate_chain
@@ -209,32 +245,35 @@ def floor(setup_: Setup, rounds: int) -> float:
     keys = VerifierWorkspace(root=setup_.config.parent).load_keys()
     anchors = [factory_ca.anchor]
     nonce = os.urandom(32)
-    result_claims: AttestationResult | None = None
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = device.evidence(boot, nonce=nonce, tls_key=key, now=datetime.now(UTC))
+    csr = device.csr(key)
 
-    def once() -> None:
-        nonlocal result_claims
-        # device
-        key = ec.generate_private_key(ec.SECP256R1())
-        token = device.evidence(boot, nonce=nonce, tls_key=key, now=datetime.now(UTC))
-        csr = device.csr(key)
-        # verifier
+    def device_side() -> None:
+        k = ec.generate_private_key(ec.SECP256R1())
+        device.evidence(boot, nonce=nonce, tls_key=k, now=datetime.now(UTC))
+        device.csr(k)
+
+    def verifier_side() -> None:
         chain = validate_chain(boot.chain, anchors, datetime.now(UTC))
         cose.verify_sign1(eat.decode_eat(token)[0], chain.leaf_public_key)  # type: ignore[arg-type]
-        assert csr.is_signature_valid
-        build_operational_certificate(
+        build_operational_certificate(  # verifies the CSR's signature too
             csr=csr, issuer=keys.cluster_ca, spiffe_id="spiffe://bench/device/00"
         )
         keys.ear_key.sign(token[:512], ec.ECDSA(hashes.SHA256()))  # an EAR-sized ES256 signature
 
-    for _ in range(5):
-        once()
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(rounds):
-            once()
-        best = min(best, (time.perf_counter() - started) / rounds)
-    return best
+    def best(work: Any) -> float:
+        for _ in range(5):
+            work()
+        result = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                work()
+            result = min(result, (time.perf_counter() - started) / rounds)
+        return result
+
+    return best(device_side), best(verifier_side)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,9 +294,13 @@ def main() -> None:
     try:
         print(f"setting up {args.devices} devices, verifier with {args.workers} workers ...")
         s = setup(root, args.devices, args.workers)
-        floor_s = floor(s, 20 if args.quick else 100)
+        device_floor, verifier_floor = floor(s, 20 if args.quick else 100)
+        floor_s = device_floor + verifier_floor
         floor_rate = 1 / floor_s
-        print(f"crypto-only floor: {floor_s * 1000:.2f} ms per onboarding (one core)")
+        print(
+            f"crypto-only floor: {floor_s * 1000:.2f} ms per onboarding on one core "
+            f"(device {device_floor * 1000:.2f} + verifier {verifier_floor * 1000:.2f})"
+        )
         print(f"  = {floor_rate:.0f} onboardings/s per core, {2 * floor_rate:.0f}/s on 2 cores")
         print()
         header = f"{'sqlite sync':<12} {'onboard/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
@@ -266,12 +309,24 @@ def main() -> None:
         for sync in modes:
             server = Server(s.config, sync)
             try:
-                r = load(s, server.address, args.client_procs, 1.0, args.seconds)
+                r = load(
+                    s,
+                    server.address,
+                    procs=args.client_procs,
+                    warmup=1.0,
+                    seconds=args.seconds,
+                    server_pid=server.proc.pid,
+                )
             finally:
                 stats = server.stop()
             print(
                 f"{sync:<12} {r['rate']:>10.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                 f"{r['rate'] / (2 * floor_rate):>11.2f}x {r['rate'] / TARGET_RATE:>9.2f}x"
+            )
+            print(
+                f"  CPU per onboarding: verifier {r['server_cpu_ms']:.2f} ms "
+                f"(floor {verifier_floor * 1000:.2f}), devices {r['client_cpu_ms']:.2f} ms "
+                f"(floor {device_floor * 1000:.2f})"
             )
             if r["errors"]:
                 print(f"  errors (first): {r['errors']}")
