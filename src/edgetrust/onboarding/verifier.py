@@ -1,16 +1,20 @@
 """The verifier gRPC service (``edgetrust.v1.Verifier``) and its server lifecycle.
 
-The transport half decodes and bounds requests, maps outcomes and errors to gRPC statuses, logs
-one structured line per call, counts, and runs the server (TLS with a cluster-CA server
-certificate, gRPC health checking and reflection, graceful stop). The decisions are made by an
-:class:`AttestationCore`.
+This module decodes and bounds requests, maps outcomes and errors to gRPC statuses, logs one
+structured line per attestation (``logging`` with ``extra`` fields: event, outcome, status,
+ueid), counts (:class:`Metrics`), and runs the server: TLS with a cluster-CA server certificate on
+the device port, the revocation feed (:mod:`edgetrust.onboarding.revocation_feed`) on an mTLS
+port, gRPC health checking and reflection, graceful stop (health NOT_SERVING, then running calls
+finish). The decisions are made by an :class:`AttestationCore`
+(:class:`~edgetrust.onboarding.attestation.AttestationService`); :func:`build_verifier_server`
+wires it to a registry and the workspace keys.
 
 Status mapping (the contract of ``proto/edgetrust/v1/verifier.proto``):
 
 * a field over its bound -> ``RESOURCE_EXHAUSTED`` (:class:`~edgetrust.errors.OversizeError`);
 * a missing or undecodable field -> ``INVALID_ARGUMENT`` (:class:`~edgetrust.errors.MalformedError`,
-  :class:`~edgetrust.errors.InvalidRequestError`, unsupported media type). Both are decided *before*
-  the core sees the request, so nothing is stored for them;
+  :class:`~edgetrust.errors.InvalidRequestError`, unsupported media type). Both are decided before
+  anything reaches the registry, so nothing is stored for them;
 * appraised and refused -> ``PERMISSION_DENIED``; the message is ``"refused: "`` + the reasons
   joined by ``"; "`` and the signed EAR travels in trailing metadata ``edgetrust-ear-bin``;
 * the store or another part of ours failed -> ``UNAVAILABLE`` (store) or ``INTERNAL``.
