@@ -429,6 +429,11 @@ class VerifierServer:
     def feed_address(self) -> str | None:
         return None if self.feed_port is None else f"{self._feed_host}:{self.feed_port}"
 
+    @property
+    def serving(self) -> bool:
+        """Started and not stopping (health checks say SERVING exactly then)."""
+        return self._started
+
     def start(self) -> VerifierServer:
         self._server.start()
         self._started = True
@@ -442,7 +447,7 @@ class VerifierServer:
         if not self._started:
             return
         self._started = False
-        self._health.enter_graceful_shutdown()
+        self._health.enter_graceful_shutdown()  # every service NOT_SERVING from now on
         self._stopping.set()
         self._server.stop(grace).wait()
         _log.info("verifier stopped", extra={"event": "stop", **self.metrics.snapshot()})

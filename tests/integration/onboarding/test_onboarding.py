@@ -243,3 +243,18 @@ def test_certificate_is_bound_to_the_cnf_key(verifier: RunningVerifier, new_devi
     assert key.public_key() == result.certificate.public_key()
     eku = result.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
+
+def test_revocation_feed_refuses_a_position_ahead_of_the_registry(
+    verifier: RunningVerifier,
+) -> None:
+    feed = verifier.server.feed_address
+    assert feed is not None
+    with grpc.secure_channel(feed, _client_credentials(verifier)) as channel:
+        stream = revocation_pb2_grpc.RevocationsStub(channel).Watch(
+            revocation_pb2.WatchRevocationsRequest(after_seq=99), timeout=5
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            next(stream)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert info.value.details() == "after_seq 99 is ahead of the registry's head 0"  # type: ignore[attr-defined]
