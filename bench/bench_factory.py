@@ -18,6 +18,12 @@ Measured (a fresh output directory per run, on the file system of ``--dir``):
   (``generate_private_key``), a CSR signed by it, a certificate for its key signed by the
   intermediate; no extension, no CSR check, no file. Measured with 1 and 2 processes.
 
+File systems: on ext4 most of the file-creation time can go to inode allocation skipping
+recently deleted inodes (``recently_deleted`` in ``fs/ext4/ialloc.c``, 60-300 s after a delete):
+a directory where other people's test runs create and delete thousands of files (``/tmp`` on a
+shared machine) makes provisioning several times slower. ``--dir`` chooses where to write; the
+runs of one benchmark keep their output until the end for that reason.
+
 Target (issue 4): >= 2,000 devices/s on this 2-core machine. The machine is shared: figures are
 taken under whatever load the other users put on it (printed: the load average before and after),
 so the ratios within one round mean more than the absolute figures.
@@ -120,15 +126,15 @@ def _pipeline(issuer: Issuer, count: int) -> None:
 
 def provision_rate(workspace: FactoryWorkspace, base: Path, count: int, jobs: int) -> Figure:
     """provision_batch end to end (with 1 job it runs in this process: its CPU is counted)."""
+    # The output stays until the end of the benchmark: ext4 skips inodes deleted in the last
+    # minutes when it allocates new ones (fs/ext4/ialloc.c, recently_deleted), so removing a
+    # run's 20,000 files would slow down the next run's file creation several times over.
     out = base / f"out-{jobs}-{secrets.token_hex(3)}"
-    try:
-        used = time.process_time()
-        report = provision_batch(workspace, out=out, count=count, jobs=jobs)
-        used = time.process_time() - used
-        assert report.provisioned == count
-        return report.rate, (used / count if jobs == 1 else None)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    used = time.process_time()
+    report = provision_batch(workspace, out=out, count=count, jobs=jobs)
+    used = time.process_time() - used
+    assert report.provisioned == count
+    return report.rate, (used / count if jobs == 1 else None)
 
 
 def main() -> None:
