@@ -155,6 +155,16 @@ def test_create_force_replaces_the_workspace(workspace: FactoryWorkspace) -> Non
     assert not list(workspace.path.parent.glob(".factory.*"))  # no staging left behind
 
 
+def test_root_key_can_go_offline(workspace: FactoryWorkspace, tmp_path: Path) -> None:
+    """With an intermediate, provisioning and the export never need the root key."""
+    offline = tmp_path / "vault-root-key.pem"
+    (workspace.ca_dir / "root-key.pem").rename(offline)
+    assert workspace.certificate_authority().root_key is None
+    provision_batch(workspace, out=tmp_path / "out", count=2)
+    bundle = workspace.endorsements()
+    assert appraise_dir(tmp_path / "out" / device_name(1, 2), bundle).affirming
+
+
 def test_create_without_intermediate(tmp_path: Path) -> None:
     workspace = FactoryWorkspace.create(tmp_path / "f", intermediate=False, key_alg="p384")
     assert workspace.intermediate_certificate() is None
