@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -127,6 +128,38 @@ def _widen(expect: type | tuple[type, ...]) -> tuple[type, ...]:
     return widened
 
 
+class _Readers(threading.local):
+    """Per thread, per depth bound: a stream and a strict cbor2 decoder reading from it.
+
+    Building a cbor2 decoder costs about as much as decoding a small token, so each thread keeps
+    its readers and points a reader's stream at the next input (``BytesIO.__init__`` may be
+    called again: it resets the stream). A reader is taken out of ``free`` while it decodes and
+    put back only after a decode that succeeded: one that raised is dropped, and a re-entrant
+    call finds no free reader and builds its own, so no state can leak from one input into the
+    next.
+    """
+
+    def __init__(self) -> None:
+        self.free: dict[int, tuple[io.BytesIO, Any]] = {}
+
+
+_READERS: Final = _Readers()
+_reset_stream: Final = io.BytesIO.__init__
+_MAX_FREE_READERS: Final = 4  # distinct depth bounds kept per thread
+
+
+def _new_reader(max_depth: int) -> tuple[io.BytesIO, Any]:
+    stream = io.BytesIO()
+    decoder = cbor2.CBORDecoder(
+        stream,
+        max_depth=max_depth,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        semantic_decoders=_SEMANTIC_DECODERS,
+    )
+    return stream, decoder
+
+
 def loads(
     data: bytes,
     *,
@@ -142,30 +175,29 @@ def loads(
     Raises :class:`OversizeError` when ``data`` is longer than ``max_size`` and :class:`CBORError`
     for anything else that is not a single well-formed item under the strict rules.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
         raise CBORError(f"expected bytes to decode, got {type(data).__name__}")
     size = len(data)
     if size > max_size:
         raise OversizeError(f"CBOR input of {size} bytes exceeds the limit of {max_size}")
     if not size:
         raise CBORError("empty input: expected one CBOR data item")
-    stream = io.BytesIO(data)
+    free = _READERS.free
     try:
-        value = cbor2.CBORDecoder(
-            stream,
-            max_depth=max_depth,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            semantic_decoders=_SEMANTIC_DECODERS,
-        ).decode()
+        reader = free.pop(max_depth, None) or _new_reader(max_depth)
+        stream, decoder = reader
+        _reset_stream(stream, data)
+        value = decoder.decode()
     except _DECODE_FAILURES as e:
         raise CBORError(f"invalid CBOR: {e}") from e
-    # cbor2 leaves the stream right after the item it decoded (it seeks back over read-ahead).
     consumed = stream.tell()
+    if len(free) < _MAX_FREE_READERS:
+        free[max_depth] = reader  # reached only after a successful decode
+    # cbor2 leaves the stream right after the item it decoded (it seeks back over read-ahead).
     if consumed != size:
         raise CBORError(f"{size - consumed} trailing byte(s) after the CBOR data item")
     if expect is not None:
-        kinds = _widen(expect)
+        kinds = _WIDENED.get(expect) or _widen(expect)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise CBORError(
                 f"expected a CBOR {_type_name(expect)} at top level, got {_describe(value)}"
@@ -188,7 +220,9 @@ def _describe(value: object) -> str:
 def _head(major: int, argument: int) -> bytes:
     """The initial byte(s) of a data item, in preferred (shortest) form."""
     if argument < 24:
-        return bytes([major << 5 | argument])
+        return bytes((major << 5 | argument,))
+    if argument < 256:  # the common case: one length byte
+        return bytes((major << 5 | 24, argument))
     for additional, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
         if argument < 1 << (8 * width):
             return bytes([major << 5 | additional]) + argument.to_bytes(width, "big")

@@ -37,6 +37,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any, Final, TypeAlias
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from edgetrust.attest import cbor, cose
 from edgetrust.attest.cose import Mac0Message, PublicKey, Sign1Message
 from edgetrust.attest.keys import decode_cose_key, encode_cose_key
@@ -175,6 +177,11 @@ class Measurement:
 
     @classmethod
     def from_cbor(cls, value: object) -> Measurement:
+        return _measurement(value)
+
+    @classmethod
+    def _checked(cls, value: object) -> Measurement:
+        # every rule with its own message; _measurement's fast path accepts a subset of this
         if not cbor.is_map(value):
             raise ClaimError("a measurement must be a map")
         m: Mapping[Any, Any] = value  # type: ignore[assignment]
@@ -195,24 +202,50 @@ class Measurement:
         for what, number in (("svn (5)", svn), ("layer (6)", layer)):
             if number is not None and (type(number) is not int or number < 0):
                 raise ClaimError(f"measurement {name!r}: {what} must be an unsigned integer")
-        # validated above: build without the frozen-dataclass __init__ (hot path of verify_eat)
-        measurement = object.__new__(cls)
-        _M_NAME(measurement, name)
-        _M_ALG(measurement, alg)
-        _M_DIGEST(measurement, digest)
-        _M_VERSION(measurement, version)
-        _M_SVN(measurement, svn)
-        _M_LAYER(measurement, layer)
-        return measurement
+        measurement = _MeasurementDraft(name, alg, digest, version, svn, layer)
+        _set_class(measurement, "__class__", Measurement)
+        return measurement  # type: ignore[no-any-return]
 
 
-_set: Final = object.__setattr__
 _MEASUREMENT_FIELDS: Final = frozenset({1, 2, 3, 4, 5, 6})
-# slot setters of Measurement (the frozen instance is written once, after validation)
-_M_NAME, _M_ALG, _M_DIGEST, _M_VERSION, _M_SVN, _M_LAYER = (
-    getattr(Measurement, name).__set__
-    for name in ("name", "digest_alg", "digest", "version", "svn", "layer")
-)
+# digest algorithm -> digest size, for the fast path (a non-text algorithm maps to nothing)
+_DIGEST_SIZE_OF: Final = DIGEST_SIZES.get
+
+
+def _measurement(m: Any) -> Measurement:
+    """One measurement of a report (validated), the hot path of verify_eat.
+
+    The common shape (a dict with known fields, every value well typed) is checked inline and
+    built through the draft; anything else goes to Measurement._checked, which applies the same
+    rules one by one and raises the precise ClaimError.
+    """
+    if _is_plain_measurement(m):
+        get = m.get
+        measurement = _MeasurementDraft(get(1), get(2), get(3), get(4), get(5), get(6))
+        _set_class(measurement, "__class__", Measurement)
+        return measurement  # type: ignore[no-any-return]
+    return Measurement._checked(m)
+
+
+def _is_plain_measurement(m: Any) -> bool:
+    """True for a measurement map of the common shape that Measurement._checked accepts as is:
+    a dict with known fields only, every value of its exact type and size."""
+    if type(m) is not dict or not m.keys() <= _MEASUREMENT_FIELDS:
+        return False
+    get = m.get
+    name, alg, digest, version, svn, layer = get(1), get(2), get(3), get(4), get(5), get(6)
+    return (
+        type(name) is str
+        and name != ""
+        and type(alg) is str
+        and type(digest) is bytes
+        and len(digest) == _DIGEST_SIZE_OF(alg)
+        and (version is None or type(version) is str)
+        and (svn is None or (type(svn) is int and svn >= 0))
+        and (layer is None or (type(layer) is int and layer >= 0))
+    )
+
+
 Submodule: TypeAlias = "EatClaims | bytes | tuple[Any, ...]"
 
 
@@ -291,13 +324,33 @@ class EatClaims:
         return out
 
 
-# (slot setter, field name, default) of every EatClaims field but ``extra``: the slot descriptors
-# write the frozen instance directly when the decoder has validated every value.
-_EAT_SLOTS: Final = tuple(
-    (getattr(EatClaims, f.name).__set__, f.name, f.default)
-    for f in dataclasses.fields(EatClaims)
-    if f.name != "extra"
-)
+# ---- validated construction ------------------------------------------------------------------
+#
+# A frozen dataclass's __init__ writes every field through object.__setattr__, which dominates
+# building the claims of a token. When the decoder has validated every value it builds through a
+# "draft": a plain, mutable dataclass with the same fields and the same __slots__, whose generated
+# __init__ uses ordinary attribute stores; the draft then becomes an instance of the frozen class
+# by __class__ assignment, which Python allows between classes with the same slot layout (tried
+# once below, at import). The result is an ordinary, frozen instance of the real class.
+
+_set_class: Final = object.__setattr__
+
+
+def _draft_of(cls: type) -> Any:
+    """The mutable twin of the frozen slotted dataclass ``cls`` (fields positional, in order)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    draft = dataclasses.make_dataclass(f"_{cls.__name__}Draft", names, slots=True)
+    if draft.__slots__ != cls.__slots__:  # type: ignore[attr-defined]
+        raise TypeError(f"the draft of {cls.__name__} does not have its slots")  # pragma: no cover
+    _set_class(draft(*names), "__class__", cls)  # TypeError here if the layouts differ
+    return draft
+
+
+_VersionDraft: Final = _draft_of(Version)
+_MeasurementDraft: Final = _draft_of(Measurement)
+_EatClaimsDraft: Final = _draft_of(EatClaims)
+# field name -> position, and the defaults, of EatClaims (``extra`` last, filled by the decoder)
+_EAT_FIELDS: Final = [f.name for f in dataclasses.fields(EatClaims)]
 
 
 def _measurement_json(m: Measurement | TypedContent) -> dict[str, Any]:
@@ -374,7 +427,9 @@ def _version(value: object, key: int) -> Version:
         raise ClaimError(f"claim {_name(key)}: version must be text")
     if scheme is not None and (isinstance(scheme, bool) or not isinstance(scheme, (int, str))):
         raise ClaimError(f"claim {_name(key)}: version scheme must be an integer or text")
-    return Version(version=version, scheme=scheme)
+    built = _VersionDraft(version, scheme)
+    _set_class(built, "__class__", Version)
+    return built  # type: ignore[no-any-return]
 
 
 def _typed_contents(value: object, key: int) -> tuple[TypedContent, ...]:
@@ -391,12 +446,14 @@ def _typed_contents(value: object, key: int) -> tuple[TypedContent, ...]:
     return tuple(out)
 
 
-def _measurements(value: object, *, profile: object) -> tuple[Measurement | TypedContent, ...]:
+def _measurements(
+    value: object, *, profile: object
+) -> tuple[Measurement | TypedContent, ...] | _PendingMeasurements:
     if profile != DEVICE_PROFILE:
         return _typed_contents(value, Claim.MEASUREMENTS)
     if not cbor.is_array(value) or not value:
         raise ClaimError("claim measurements must be a non-empty array")
-    out: list[Measurement | TypedContent] = []
+    out: list[Any] = []  # validated measurement maps (or, off the fast path, Measurements)
     for entry in value:  # type: ignore[attr-defined]
         if (
             not cbor.is_array(entry)
@@ -412,8 +469,21 @@ def _measurements(value: object, *, profile: object) -> tuple[Measurement | Type
         report = cbor.loads(entry[1], expect=list)
         if not report:
             raise ClaimError("an empty measurement report")
-        out.extend(map(Measurement.from_cbor, report))
-    return tuple(out)
+        out.extend(m if _is_plain_measurement(m) else Measurement._checked(m) for m in report)
+    return _PendingMeasurements(out)
+
+
+class _PendingMeasurements:
+    """Validated measurements of the device profile; the Measurement objects are built on first
+    read of ``EatClaims.measurements`` (see _ResolvingSlot)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.entries = entries  # maps that passed _is_plain_measurement, or Measurements
+
+    def resolve(self) -> tuple[Measurement, ...]:
+        return tuple(_measurement(m) if type(m) is not Measurement else m for m in self.entries)
 
 
 def _nonce(value: object) -> bytes | tuple[bytes, ...]:
@@ -425,12 +495,16 @@ def _nonce(value: object) -> bytes | tuple[bytes, ...]:
     raise ClaimError("claim eat_nonce must be a byte string or an array of two or more")
 
 
-def _cnf(value: object) -> tuple[PublicKey | None, bytes | None]:
+def _cnf(value: object) -> tuple[PublicKey | _PendingKey | None, bytes | None]:
     # RFC 8747 section 3: exactly one confirmation method.
     if not cbor.is_map(value) or len(value) != 1:  # type: ignore[arg-type]
         raise ClaimError("claim cnf must be a map with exactly one confirmation method")
     ((method, content),) = value.items()  # type: ignore[attr-defined]
     if method == 1:
+        pending = _pending_ec2_key(content)
+        if pending is not None:
+            return pending, None
+        # anything but a plain, valid uncompressed EC2 key: the full COSE_Key decoder, eagerly
         key = decode_cose_key(content, error=ClaimError)
         if isinstance(key, cose.SymmetricKey):
             raise ClaimError("claim cnf: a symmetric COSE_Key cannot confirm a TLS key")
@@ -438,6 +512,115 @@ def _cnf(value: object) -> tuple[PublicKey | None, bytes | None]:
     if method == 3:
         return None, _bytes(content, Claim.CNF)
     raise ClaimError(f"claim cnf: unsupported confirmation method {method!r}")
+
+
+# ---- cnf keys: validated at verify time, the cryptography object built on first use ----------
+#
+# A cnf COSE_Key of the common form, {1: 2, -1: crv, -2: x, -3: y} with uncompressed coordinates
+# on a NIST curve, is fully validated by _pending_ec2_key (SP 800-56A section 5.6.2.3.3 full
+# public-key validation: coordinates in [0, p-1] and on the curve; the order check is implied on
+# these cofactor-1 curves), so an invalid point is still rejected inside decode_claims and
+# verify_eat. Only the construction of the cryptography key object (which re-validates, ~6 us) is
+# deferred until EatClaims.cnf_key is first read. Every other form of cnf goes through
+# keys.decode_cose_key eagerly, with its own checks and messages.
+
+# COSE crv -> (coordinate size, p, b) of y^2 = x^3 - 3x + b (FIPS 186-5 / SP 800-186 curves)
+_NIST_CURVES: Final[dict[int, tuple[int, int, int]]] = {
+    1: (
+        32,
+        0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
+        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+    ),
+    2: (
+        48,
+        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFF0000000000000000FFFFFFFF,
+        0xB3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875AC656398D8A2ED19D2A85C8EDD3EC2AEF,
+    ),
+    3: (
+        66,
+        (1 << 521) - 1,
+        0x0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF109E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00,
+    ),
+}  # fmt: skip
+_EC2_LABELS: Final = frozenset({1, -1, -2, -3})
+
+
+class _PendingKey:
+    """A validated EC2 public key, not yet turned into a cryptography key object."""
+
+    __slots__ = ("curve", "point")
+
+    def __init__(self, curve: ec.EllipticCurve, point: bytes) -> None:
+        self.curve = curve
+        self.point = point  # 04 || x || y
+
+    def resolve(self) -> PublicKey:
+        try:
+            return ec.EllipticCurvePublicKey.from_encoded_point(self.curve, self.point)
+        except ValueError as e:  # not expected after _pending_ec2_key; fail closed all the same
+            raise ClaimError(f"invalid EC2 key: {e}") from e
+
+
+_EC2_CURVE_OBJECTS: Final[dict[int, ec.EllipticCurve]] = {
+    1: ec.SECP256R1(),
+    2: ec.SECP384R1(),
+    3: ec.SECP521R1(),
+}
+
+
+def _pending_ec2_key(content: object) -> _PendingKey | None:
+    """The key if ``content`` is exactly an uncompressed EC2 COSE_Key with a valid point."""
+    if type(content) is not dict or content.keys() != _EC2_LABELS:
+        return None
+    kty, crv, x, y = content[1], content[-1], content[-2], content[-3]
+    if type(kty) is not int or kty != 2 or type(crv) is not int:
+        return None
+    params = _NIST_CURVES.get(crv)
+    if params is None or type(x) is not bytes or type(y) is not bytes:
+        return None
+    size, p, b = params
+    if len(x) != size or len(y) != size:
+        return None
+    xi = int.from_bytes(x, "big")
+    yi = int.from_bytes(y, "big")
+    if xi >= p or yi >= p or (yi * yi - (xi * xi - 3) * xi - b) % p:
+        return None  # decode_cose_key rejects it, with its message
+    return _PendingKey(_EC2_CURVE_OBJECTS[crv], b"\x04" + x + y)
+
+
+class _ResolvingSlot:
+    """A field of EatClaims whose slot may hold a pending value (validated, not yet built): the
+    value is built on first read and stored in the slot."""
+
+    __slots__ = ("_pending", "_slot")
+
+    def __init__(self, slot: Any, pending: Any) -> None:
+        self._slot = slot
+        self._pending = pending
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value: Any = self._slot.__get__(obj, owner)
+        if type(value) is self._pending:
+            value = value.resolve()
+            self._slot.__set__(obj, value)
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        self._slot.__set__(obj, value)
+
+    def __delete__(self, obj: object) -> None:
+        self._slot.__delete__(obj)
+
+
+# EatClaims.cnf_key and .measurements read through _ResolvingSlot; the dataclass __init__, eq,
+# repr, replace and pickling all go through it, so no pending value is ever seen outside this
+# module. (The draft's __init__ writes the raw slots.)
+EatClaims.cnf_key = _ResolvingSlot(EatClaims.__dict__["cnf_key"], _PendingKey)  # type: ignore[assignment,misc]
+EatClaims.measurements = _ResolvingSlot(  # type: ignore[assignment,misc]
+    EatClaims.__dict__["measurements"], _PendingMeasurements
+)
 
 
 def _submods(value: object, depth: int) -> dict[str, Submodule]:
@@ -549,44 +732,88 @@ _DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
 # --------------------------------------------------------------------------------------------
 
 
+# Claim key -> (slot index in _EAT_SLOTS, fast type, lo, hi, decoder). A value whose type is
+# exactly the fast type and, for byte and text strings, whose length is in lo..hi (for integers:
+# at least lo) is accepted as it is; any other value goes to the claim's decoder, which accepts
+# it (floats, arrays, subclasses...) or raises the claim's ClaimError. The fast checks accept
+# nothing the decoder would refuse.
+_ANY_LENGTH: Final = 1 << 62
+_FAST: Final[dict[int, tuple[type | None, float, int]]] = {
+    Claim.ISS: (str, 0, _ANY_LENGTH),
+    Claim.SUB: (str, 0, _ANY_LENGTH),
+    Claim.AUD: (str, 0, _ANY_LENGTH),
+    Claim.EXP: (int, -math.inf, 0),
+    Claim.NBF: (int, -math.inf, 0),
+    Claim.IAT: (int, -math.inf, 0),
+    Claim.CTI: (bytes, 0, _ANY_LENGTH),
+    Claim.EAT_NONCE: (bytes, NONCE_MIN, NONCE_MAX),
+    Claim.UEID: (bytes, UEID_MIN, UEID_MAX),
+    Claim.HWMODEL: (bytes, HWMODEL_MIN, HWMODEL_MAX),
+    Claim.UPTIME: (int, 0, 0),
+    Claim.OEMBOOT: (bool, 0, 0),
+    Claim.EAT_PROFILE: (str, 0, _ANY_LENGTH),
+    Claim.BOOTCOUNT: (int, 0, 0),
+    Claim.BOOTSEED: (bytes, 0, _ANY_LENGTH),
+    Claim.SWNAME: (str, 0, _ANY_LENGTH),
+    Claim.INTUSE: (int, 0, 0),
+}
+_SLOT_INDEX: Final = {name: i for i, name in enumerate(_EAT_FIELDS)}
+_CNF_INDEX: Final = -1  # cnf fills two slots: cnf_key and cnf_kid
+_SPECS: Final[dict[int, tuple[int, type | None, float, int, _Decoder]]] = {
+    int(key): (
+        _CNF_INDEX if attr == "cnf" else _SLOT_INDEX[attr],
+        *_FAST.get(key, (None, 0, 0)),
+        decode,
+    )
+    for key, (attr, decode) in _DECODERS.items()
+}
+_CNF_KEY_INDEX: Final = _SLOT_INDEX["cnf_key"]
+_CNF_KID_INDEX: Final = _SLOT_INDEX["cnf_kid"]
+_EXTRA_INDEX: Final = _SLOT_INDEX["extra"]
+# every EatClaims field at its default (all None) but ``extra``, which each decode fills anew
+_NO_CLAIMS: Final = [
+    None if f.name == "extra" else f.default for f in dataclasses.fields(EatClaims)
+]
+
+
 def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
     """Typed claims from a decoded claims-set map; :class:`ClaimError` for wrong types."""
     if not cbor.is_map(claims):
         raise ClaimError("the claims-set must be a map")
     profile = claims.get(Claim.EAT_PROFILE)
-    kw: dict[str, Any] = {}
+    values = _NO_CLAIMS.copy()
     extra: dict[int | str, Any] = {}
+    specs = _SPECS
     for key, value in claims.items():
         kind = type(key)
-        if kind is not int and kind is not str:
+        if kind is not int:
+            if kind is str:
+                extra[key] = value
+                continue
             if not isinstance(key, int) or kind is bool:
                 raise ClaimError(f"claim key {key!r} is neither an integer nor text")
             key = int(key)  # an IntEnum label  # noqa: PLW2901
-            kind = int
-        entry = _DECODERS.get(key) if kind is int else None
-        if entry is not None:
-            attr, decode = entry
-            if attr == "cnf":
-                kw["cnf_key"], kw["cnf_kid"] = decode(value, profile, _depth)
-            else:
-                kw[attr] = decode(value, profile, _depth)
-        elif key == 0 and kind is int:
-            raise ClaimError("claim key 0 is reserved (RFC 8392)")
-        else:
+        spec = specs.get(key)
+        if spec is None:
+            if key == 0:
+                raise ClaimError("claim key 0 is reserved (RFC 8392)")
             extra[key] = value
-    kw["extra"] = extra
-    return _build_claims(kw)
-
-
-def _build_claims(fields: dict[str, Any]) -> EatClaims:
-    # Every value was validated by its decoder: build without the frozen-dataclass __init__ (the
-    # hot path of verify_eat); unset fields take their declared defaults.
-    claims = object.__new__(EatClaims)
-    get = fields.get
-    for set_slot, name, default in _EAT_SLOTS:
-        set_slot(claims, get(name, default))
-    _set(claims, "extra", fields["extra"])
-    return claims
+            continue
+        index, fast, lo, hi, decode = spec
+        kind = type(value)
+        if kind is fast and (
+            lo <= len(value) <= hi if kind is bytes or kind is str else kind is bool or value >= lo
+        ):
+            values[index] = value
+        elif index == _CNF_INDEX:
+            values[_CNF_KEY_INDEX], values[_CNF_KID_INDEX] = decode(value, profile, _depth)
+        else:
+            values[index] = decode(value, profile, _depth)
+    values[_EXTRA_INDEX] = extra
+    # every value was validated above: build through the draft (see _draft_of)
+    out = _EatClaimsDraft(*values)
+    _set_class(out, "__class__", EatClaims)
+    return out  # type: ignore[no-any-return]
 
 
 def _location(value: object) -> dict[int, Any]:
@@ -724,9 +951,26 @@ def decode_eat(
 
     Tagged tokens may be COSE_Sign1 (18) or COSE_Mac0 (17), optionally inside the CWT tag 61;
     an untagged token is read as a COSE_Sign1.
+
+    Unlike :func:`verify_eat`, this builds the claims' derived objects (the ``cnf`` key, the
+    measurements) at once, so that its callers (appraisal, the CLI, the verifier service) meet
+    every claim error here, inside their handling of bad evidence, and never later.
     """
     msg = _message(token, max_size)
-    return msg, _claims(msg, max_size)
+    claims = _claims(msg, max_size)
+    _build_deferred(claims)
+    return msg, claims
+
+
+def _build_deferred(claims: EatClaims) -> None:
+    for name in _DEFERRED_FIELDS:
+        getattr(claims, name)  # reading a deferred field builds it (see _ResolvingSlot)
+    for sub in (claims.submods or {}).values():
+        if isinstance(sub, EatClaims):
+            _build_deferred(sub)
+
+
+_DEFERRED_FIELDS: Final = ("cnf_key", "measurements")
 
 
 def _check_time(
@@ -778,11 +1022,12 @@ def verify_eat(
     a token carrying ``exp``/``nbf`` or a ``max_age`` request fails closed with FreshnessError.
     """
     msg = _message(token, max_size)
-    if isinstance(msg, Sign1Message):
+    if type(msg) is Sign1Message:
         cose.verify_sign1(msg, key, external_aad=external_aad)
     else:
-        cose.verify_mac0(msg, key, external_aad=external_aad)
-    claims = _claims(msg, max_size)
+        cose.verify_mac0(msg, key, external_aad=external_aad)  # type: ignore[arg-type]
+    # _message refused a detached payload
+    claims = decode_claims(cbor.loads(msg.payload, max_size=max_size, expect=dict))  # type: ignore[arg-type]
     if expected_nonce is not None:
         nonces = claims.nonces()
         if not nonces:

@@ -1,0 +1,400 @@
+"""The fast verify path of EAT evidence accepts and refuses exactly what the plain checks do.
+
+verify_eat's hot path (bench/bench_evidence.py) uses shortcuts: reused strict CBOR readers, a
+cached Sig_structure prefix, inline claim checks in front of the per-claim decoders, inline
+measurement checks, an EC point check in Python for the cnf key with the cryptography key object
+built on first read, the measurements built on first read, and "draft" construction of the
+frozen dataclasses. Each test here pins one shortcut to the rule it stands for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+import threading
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgetrust.attest import cbor, cose, eat
+from edgetrust.attest.ear import Tier
+from edgetrust.attest.keys import decode_cose_key
+from edgetrust.certs.ca import CertificateAuthority
+from edgetrust.errors import CBORError, ClaimError, EvidenceError
+from tests.unit.attest.test_appraisal import NOW, Device, boot, claims_for, run
+
+DEVICE_KEY = ec.derive_private_key(0xD1CE, ec.SECP256R1())
+CURVES = {1: ec.SECP256R1(), 2: ec.SECP384R1(), 3: ec.SECP521R1()}
+SIZES = {1: 32, 2: 48, 3: 66}
+PRIMES = {crv: eat._NIST_CURVES[crv][1] for crv in CURVES}
+
+
+# ---- cnf: the EC point check and the key built on first read -----------------------------------
+
+
+def cose_key(crv: int, x: bytes, y: bytes | bool) -> dict[int, Any]:
+    return {1: 2, -1: crv, -2: x, -3: y}
+
+
+def cryptography_accepts(crv: int, x: bytes, y: bytes) -> bool:
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(CURVES[crv], b"\x04" + x + y)
+    except ValueError:
+        return False
+    return True
+
+
+def point_of(crv: int, seed: int) -> tuple[bytes, bytes]:
+    numbers = ec.derive_private_key(seed, CURVES[crv]).public_key().public_numbers()
+    return numbers.x.to_bytes(SIZES[crv], "big"), numbers.y.to_bytes(SIZES[crv], "big")
+
+
+@pytest.mark.parametrize("crv", sorted(CURVES))
+def test_curve_parameters_accept_real_points(crv: int) -> None:
+    for seed in (1, 2, 0xC0FFEE, 2**100 + 7):
+        x, y = point_of(crv, seed)
+        pending = eat._pending_ec2_key(cose_key(crv, x, y))
+        assert pending is not None
+        assert pending.resolve() == ec.EllipticCurvePublicKey.from_encoded_point(
+            CURVES[crv], b"\x04" + x + y
+        )
+
+
+@st.composite
+def coordinates(draw: st.DrawFn) -> tuple[int, bytes, bytes]:
+    """Points on the curve, slightly damaged ones, boundary values and random bytes."""
+    crv = draw(st.sampled_from(sorted(CURVES)))
+    size, p = SIZES[crv], PRIMES[crv]
+    x, y = point_of(crv, draw(st.integers(1, 2**64)))
+    xi, yi = int.from_bytes(x, "big"), int.from_bytes(y, "big")
+    change = draw(st.sampled_from(["none", "negate", "bump", "x+p", "y+p", "random", "zero"]))
+    if change == "negate":  # (x, p - y) is the other point with that x: valid
+        yi = p - yi
+    elif change == "bump":
+        yi = (yi + draw(st.integers(1, 5))) % p
+    elif change == "x+p" and xi + p < 1 << (8 * size):  # same residue, out of range
+        xi += p
+    elif change == "y+p" and yi + p < 1 << (8 * size):
+        yi += p
+    elif change == "random":
+        xi = int.from_bytes(draw(st.binary(min_size=size, max_size=size)), "big")
+        yi = int.from_bytes(draw(st.binary(min_size=size, max_size=size)), "big")
+    elif change == "zero":
+        xi = yi = 0
+    return crv, xi.to_bytes(size, "big"), yi.to_bytes(size, "big")
+
+
+@settings(max_examples=300, deadline=None)
+@given(coordinates())
+def test_point_check_agrees_with_cryptography(point: tuple[int, bytes, bytes]) -> None:
+    crv, x, y = point
+    accepted = eat._pending_ec2_key(cose_key(crv, x, y)) is not None
+    assert accepted == cryptography_accepts(crv, x, y)
+    # and the claim decoder as a whole: accepted and equal, or a ClaimError
+    if accepted:
+        claims = eat.decode_claims({8: {1: cose_key(crv, x, y)}})
+        assert claims.cnf_key == ec.EllipticCurvePublicKey.from_encoded_point(
+            CURVES[crv], b"\x04" + x + y
+        )
+    else:
+        with pytest.raises(ClaimError, match="invalid EC2"):
+            eat.decode_claims({8: {1: cose_key(crv, x, y)}})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {1: 2, -1: 1, -2: b"\x01" * 32, -3: True},  # compressed point
+        {1: 2, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32, 2: b"kid"},  # extra label
+        {1: 2.0, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # kty as a float
+        {1: 2, -1: 4, -2: b"\x01" * 32, -3: b"\x02" * 32},  # unsupported curve
+        {1: 2, -1: 1, -2: b"\x01" * 31, -3: b"\x02" * 32},  # short x
+        {1: 1, -1: 6, -2: b"\x01" * 32},  # OKP
+    ],
+)
+def test_other_cose_keys_take_the_full_decoder(content: dict[int, Any]) -> None:
+    # Not the plain uncompressed EC2 form: the fast check declines and keys.decode_cose_key
+    # decides (and its verdict is the claim's).
+    assert eat._pending_ec2_key(content) is None
+    try:
+        expected: object = decode_cose_key(content, error=ClaimError)
+    except ClaimError as e:
+        expected = type(e)
+    try:
+        got: object = eat.decode_claims({8: {1: content}}).cnf_key
+    except ClaimError as e:
+        got = type(e)
+    assert got == expected
+
+
+def off_curve_point() -> tuple[bytes, bytes]:
+    x, y = point_of(1, 0xABC)
+    return x, ((int.from_bytes(y, "big") + 1) % PRIMES[1]).to_bytes(32, "big")
+
+
+def accept_any_point(content: object) -> eat._PendingKey:
+    """Stands in for _pending_ec2_key if it ever accepted what cryptography refuses."""
+    x, y = off_curve_point()
+    return eat._PendingKey(CURVES[1], b"\x04" + x + y)
+
+
+def test_off_curve_cnf_is_refused_by_verify_eat() -> None:
+    token = eat.make_eat(
+        eat.EatClaims(nonce=b"n" * 8),
+        DEVICE_KEY,
+    )
+    payload: dict[Any, Any] = cbor.loads(cose.decode_sign1(token).payload or b"")
+    payload[8] = {1: cose_key(1, *off_curve_point())}
+    bad = cose.sign1(cbor.dumps(payload), DEVICE_KEY)
+    with pytest.raises(ClaimError, match="invalid EC2"):
+        eat.verify_eat(bad, DEVICE_KEY.public_key())
+    with pytest.raises(ClaimError, match="invalid EC2"):
+        eat.decode_eat(bad)
+
+
+def test_key_built_on_first_read_raises_claim_error_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    # If cryptography ever refused a point the Python check accepted, reading cnf_key fails
+    # closed with the decoder's ClaimError.
+    monkeypatch.setattr(eat, "_pending_ec2_key", accept_any_point)
+    token = eat.make_eat(eat.EatClaims(nonce=b"n" * 8, cnf_key=DEVICE_KEY.public_key()), DEVICE_KEY)
+    claims = eat.verify_eat(token, DEVICE_KEY.public_key())
+    with pytest.raises(ClaimError, match="invalid EC2"):
+        _ = claims.cnf_key
+    with pytest.raises(ClaimError, match="invalid EC2"):
+        eat.decode_eat(token)  # builds every deferred object at once
+
+
+@pytest.fixture(scope="module")
+def device() -> Device:
+    return boot(CertificateAuthority.create(now=NOW - dt.timedelta(days=30)))
+
+
+def test_appraisal_refuses_a_cnf_key_that_cannot_be_built(
+    device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = eat.make_eat(claims_for(device), device.leaf_key)
+    monkeypatch.setattr(eat, "_pending_ec2_key", accept_any_point)
+    result = run(device, token)
+    assert "token_malformed" in result.reasons
+    assert result.status is Tier.CONTRAINDICATED
+    assert isinstance(result.error, ClaimError)
+
+
+def test_appraisal_refuses_an_off_curve_cnf_key(device: Device) -> None:
+    claims = eat.encode_claims_map(claims_for(device))
+    claims[8] = {1: cose_key(1, *off_curve_point())}
+    token = cose.sign1(cbor.dumps(claims), device.leaf_key)
+    result = run(device, token)
+    assert "token_malformed" in result.reasons
+    assert result.status is Tier.CONTRAINDICATED
+    assert isinstance(result.error, ClaimError)
+
+
+# ---- deferred fields behave like plain fields ---------------------------------------------------
+
+
+def test_verified_claims_equal_the_made_ones(device: Device) -> None:
+    made = claims_for(device)
+    claims = eat.verify_eat(eat.make_eat(made, device.leaf_key), device.leaf_key.public_key())
+    assert type(claims) is eat.EatClaims
+    assert "Pending" not in repr(claims)  # the first read, by repr, builds them
+    assert claims == made
+    assert claims.cnf_key is claims.cnf_key  # built once
+    assert claims.measurements is claims.measurements
+    assert all(type(m) is eat.Measurement for m in claims.measurements or ())
+    assert claims.device_measurements == made.device_measurements
+    assert dataclasses.replace(claims) == made
+    assert claims.to_json() == made.to_json()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claims.cnf_key = None  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claims.measurements = None  # type: ignore[misc]
+
+
+def test_deferred_fields_survive_copying(device: Device) -> None:
+    made = claims_for(device, cnf_key=None)  # (cryptography keys do not pickle)
+    claims = eat.verify_eat(eat.make_eat(made, device.leaf_key), device.leaf_key.public_key())
+    assert pickle.loads(pickle.dumps(claims)) == made  # noqa: S301 - our own bytes
+
+
+def test_drafts_build_real_frozen_instances() -> None:
+    version = eat._version(["1.0", 3], eat.Claim.SWVERSION)
+    assert type(version) is eat.Version
+    assert version == eat.Version(version="1.0", scheme=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        version.version = "2"  # type: ignore[misc]
+    m = eat.Measurement.from_cbor({1: "a", 2: "sha-256", 3: b"\x00" * 32, 5: 1})
+    assert type(m) is eat.Measurement
+    assert m == eat.Measurement(name="a", digest_alg="sha-256", digest=b"\x00" * 32, svn=1)
+
+
+# ---- claim checks: the inline fast path accepts nothing its decoder refuses ------------------
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**65), 2**65),
+    st.floats(allow_nan=True),
+    st.binary(max_size=70),
+    st.text(max_size=40),
+    st.lists(st.binary(min_size=8, max_size=9), max_size=3),
+    st.dictionaries(st.integers(-3, 3), st.binary(max_size=4), max_size=2),
+)
+
+
+def _decoded(decode: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", decode())
+    except ClaimError as e:
+        return ("error", type(e))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(sorted(eat._DECODERS)), value=VALUES)
+def test_claim_fast_path_agrees_with_the_claim_decoders(key: int, value: object) -> None:
+    attr, decode = eat._DECODERS[key]
+    expected = _decoded(lambda: decode(value, None, 0))
+    got = _decoded(lambda: eat.decode_claims({key: value}))
+    if got[0] == "ok" and expected[0] == "ok":
+        claims: Any = got[1]
+        if attr == "cnf":
+            assert (claims.cnf_key, claims.cnf_kid) == expected[1]
+        else:
+            assert getattr(claims, attr) == expected[1]
+    else:
+        assert got == expected
+
+
+MEASUREMENT_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.sampled_from(["", "m", "sha-256", "sha-384", "md5"]),
+    st.binary(min_size=31, max_size=33),
+    st.binary(min_size=48, max_size=48),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.integers(0, 7), MEASUREMENT_VALUES, max_size=7))
+def test_measurement_fast_check_agrees_with_the_full_one(m: dict[int, Any]) -> None:
+    expected = _decoded(lambda: eat.Measurement._checked(m))
+    assert _decoded(lambda: eat.Measurement.from_cbor(m)) == expected
+    if eat._is_plain_measurement(m):
+        assert expected[0] == "ok"
+
+
+# ---- strict CBOR readers reused per thread ----------------------------------------------------
+
+
+ITEMS = st.recursive(
+    st.one_of(st.integers(), st.binary(max_size=5000), st.text(max_size=50), st.none()),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.integers(), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+def _fresh_loads(data: bytes) -> object:
+    # what loads did before the readers were reused: one new decoder per input
+    import io
+
+    import cbor2
+
+    stream = io.BytesIO(data)
+    try:
+        value = cbor2.CBORDecoder(
+            stream,
+            max_depth=cbor.DEFAULT_MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            semantic_decoders=cbor._SEMANTIC_DECODERS,
+        ).decode()
+    except Exception:  # noqa: BLE001 - any cbor2 failure
+        return "error"
+    return value if stream.tell() == len(data) else "error"
+
+
+def _loads(data: bytes) -> object:
+    try:
+        return cbor.loads(data, max_size=1 << 20)
+    except CBORError:
+        return "error"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(ITEMS, st.integers(-3, 3), st.binary(max_size=2)), max_size=6))
+def test_reused_readers_decode_like_fresh_decoders(
+    inputs: list[tuple[Any, int, bytes]],
+) -> None:
+    # valid items, truncated ones and ones with junk after them, one after the other
+    for item, cut, junk in inputs:
+        data = cbor.dumps(item)
+        if cut < 0:
+            data = data[:cut]
+        data += junk if cut > 0 else b""
+        if not data:
+            continue
+        assert _loads(data) == _fresh_loads(data)
+
+
+def test_readers_are_per_thread() -> None:
+    items = [cbor.dumps({i: [b"x" * (i * 97), "t" * i]}) for i in range(40)]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                for i, data in enumerate(items):
+                    assert cbor.loads(data) == {i: [b"x" * (i * 97), "t" * i]}
+                    with pytest.raises(CBORError):
+                        cbor.loads(data[:-1])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+# ---- Sig_structure with the cached prefix ------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    protected=st.sampled_from([b"", b"\xa1\x01\x26", b"\xa1\x01\x27", b"\xa2\x01\x26\x04\x41k"]),
+    aad=st.binary(max_size=30),
+    payload=st.binary(max_size=70000),
+)
+def test_sig_structure_is_the_encoded_array(protected: bytes, aad: bytes, payload: bytes) -> None:
+    decoded = cbor.loads(protected) if protected else {}
+    msg = cose.Sign1Message(
+        protected_bytes=protected,
+        protected=decoded,
+        unprotected={},
+        payload=payload,
+        signature=b"",
+        tagged=True,
+    )
+    body = protected if decoded else b""
+    expected = cbor.dumps(["Signature1", body, aad, payload])
+    assert cose.sig_structure(msg, external_aad=aad) == expected
+
+
+def test_mutated_tokens_never_verify() -> None:
+    token = eat.make_eat(eat.EatClaims(nonce=b"n" * 8, iat=1), DEVICE_KEY)
+    key = DEVICE_KEY.public_key()
+    eat.verify_eat(token, key)
+    for i in range(len(token)):
+        for bit in (0x01, 0x80):
+            mutated = bytearray(token)
+            mutated[i] ^= bit
+            with pytest.raises(EvidenceError):
+                eat.verify_eat(bytes(mutated), key)
