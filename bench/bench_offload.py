@@ -18,7 +18,9 @@ the run.
    same client code to an empty handler (what grpcio + HTTP/2 + protobuf cost over the floor), and
    a raw TLS server doing the agent's work (same model, same settings): its overhead over local is
    what any transport pays here once the inference runs in another process (caches cooled by the
-   18 MB of weights, scheduling on a loaded CPU), with no gRPC at all.
+   18 MB of weights, so the code that runs after the model is slow; scheduling on a loaded CPU),
+   with no gRPC at all; and a plain gRPC server doing the agent's work without the agent's checks.
+   Together they split the overhead into: floor, inference elsewhere, gRPC, the agent's own work.
 2. **Throughput** with N concurrent closed-loop clients (16 by default, each its own channel and
    connection, the same request), the agent with and without dynamic batching, same model, same
    clients, same duration. Unbatched, each request runs in its gRPC handler thread (1 intra-op
@@ -238,22 +240,43 @@ def _raw_offload_server(files: Files, ready: mp.Queue, model: str, reply_bytes: 
     _serve_tls(files, ready, handle)
 
 
-class _TrivialInference(inference_pb2_grpc.InferenceServicer):  # type: ignore[misc]
-    """The gRPC floor: the same call shape, no work (a fixed one-class answer)."""
+class _BareInference(inference_pb2_grpc.InferenceServicer):  # type: ignore[misc]
+    """A plain gRPC servicer: with a model, the agent's work and nothing else (no authorisation,
+    no revocation checks, no batcher); without one, an empty handler (a fixed one-class answer)."""
 
-    def Classify(self, request: object, context: grpc.ServicerContext) -> object:  # noqa: N802
+    def __init__(self, model: str | None) -> None:
+        self._backend = (
+            get_model(model).backend(RuntimeSettings(intra_op_threads=1)) if model else None
+        )
+
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> object:  # noqa: N802
+        if self._backend is None:
+            return inference_pb2.ClassifyResponse(
+                model="floor", top=[inference_pb2.ClassScore(index=0, label="0", score=1.0)]
+            )
+        tensor = request.tensor
+        pixels = np.frombuffer(tensor.data, dtype=np.uint8).reshape(tuple(tensor.shape))
+        prediction = self._backend.classify(pixels, top_k=max(1, request.top_k))
         return inference_pb2.ClassifyResponse(
-            model="floor", top=[inference_pb2.ClassScore(index=0, label="0", score=1.0)]
+            model=request.model,
+            top=[
+                inference_pb2.ClassScore(index=i, label=label, score=score)
+                for i, label, score in zip(
+                    prediction.indices, prediction.labels, prediction.scores, strict=True
+                )
+            ],
+            inference_us=int(prediction.inference_ms * 1000),
+            batch_size=1,
         )
 
 
-def _grpc_floor_server(files: Files, ready: mp.Queue) -> None:  # type: ignore[type-arg]
-    """A bare gRPC mTLS server with the agent's message bounds and a trivial handler."""
+def _grpc_floor_server(files: Files, ready: mp.Queue, model: str | None) -> None:  # type: ignore[type-arg]
+    """A bare gRPC mTLS server (the agent's message bounds) with a :class:`_BareInference`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(8),
         options=[("grpc.max_receive_message_length", 4 << 20), ("grpc.so_reuseport", 0)],
     )
-    inference_pb2_grpc.add_InferenceServicer_to_server(_TrivialInference(), server)
+    inference_pb2_grpc.add_InferenceServicer_to_server(_BareInference(model), server)
     credentials = grpc.ssl_server_credentials(
         [(files.agent_key.read_bytes(), files.agent_cert.read_bytes())],
         root_certificates=files.ca.read_bytes(),
@@ -375,6 +398,7 @@ class Servers:
     echo: int  # raw TLS, the same bytes both ways
     bare: int  # gRPC mTLS with an empty handler
     offload: int  # raw TLS doing the agent's work
+    grpc_offload: int  # gRPC mTLS doing the agent's work, without the agent's checks
 
 
 def _tls_caller(files: Files, port: int, frame: bytes) -> tuple[Callable[[], None], ssl.SSLSocket]:
@@ -400,6 +424,8 @@ def bench_overhead(files: Files, servers: Servers, agent: Agent, iterations: int
     remote.wait_ready(10)
     bare = remote_backend(files, f"127.0.0.1:{servers.bare}", BIG_MODEL)
     bare.wait_ready(10)
+    plain = remote_backend(files, f"127.0.0.1:{servers.grpc_offload}", BIG_MODEL)
+    plain.wait_ready(10)
     reply = remote._stub.Classify(request_for(image, model=BIG_MODEL, top_k=1), timeout=30)
     reply_size = len(reply.SerializeToString())
     floor, s1 = _tls_caller(files, servers.floor, payload)
@@ -417,6 +443,7 @@ def bench_overhead(files: Files, servers: Servers, agent: Agent, iterations: int
         "echo": echo,
         "bare": lambda: bare.classify(image),
         "offload": offload,
+        "plain": lambda: plain.classify(image),
     }
     for _ in range(5):
         for fn in arms.values():
@@ -429,11 +456,13 @@ def bench_overhead(files: Files, servers: Servers, agent: Agent, iterations: int
         sock.close()
     remote.close()
     bare.close()
+    plain.close()
     p50 = {name: pct(v, 50) for name, v in t.items()}
     overhead_p50 = p50["remote"] - p50["local"]
     overhead_p99 = pct(t["remote"], 99) - pct(t["local"], 99)
     paired = pct([r - lo for r, lo in zip(t["remote"], t["local"], strict=True)], 50)
     raw_offload = p50["offload"] - p50["local"]
+    plain_offload = p50["plain"] - p50["local"]
     ratio = overhead_p50 / p50["floor"]
     print(f"  local  (preprocess + run, this process)   {summary(t['local'])}")
     print(f"  remote (agent, mTLS gRPC, same work)      {summary(t['remote'])}")
@@ -448,14 +477,17 @@ def bench_overhead(files: Files, servers: Servers, agent: Agent, iterations: int
     print(f"    raw TLS echo, {len(payload)} B both ways      {summary(t['echo'])}"
           f"  -> overhead / echo = {overhead_p50 / p50['echo']:.2f}x")  # fmt: skip
     print(f"    bare gRPC mTLS, same client, empty handler  {summary(t['bare'])}"
-          f"  -> gRPC over the floor {p50['bare'] - p50['floor']:+.2f} ms")  # fmt: skip
+          f"  -> gRPC over the floor {p50['bare'] - p50['floor']:+.2f} ms; "
+          f"bare / floor = {p50['bare'] / p50['floor']:.2f}x")  # fmt: skip
     print(f"    raw TLS server doing the agent's work       {summary(t['offload'])}"
           f"  -> its overhead over local {raw_offload:+.2f} ms")  # fmt: skip
+    print(f"    plain gRPC server doing the agent's work    {summary(t['plain'])}"
+          f"  -> its overhead over local {plain_offload:+.2f} ms")  # fmt: skip
     print(
-        f"    => split of the overhead: floor {p50['floor']:.2f} + gRPC "
-        f"{p50['bare'] - p50['floor']:.2f} + agent and inference-in-another-process "
-        f"{overhead_p50 - (p50['bare'] - p50['floor']) - p50['floor']:.2f} ms "
-        f"(a raw-TLS offload pays {raw_offload - p50['floor']:.2f} ms of that last part too)"
+        f"  => where the overhead goes (p50): floor {p50['floor']:.2f} ms; inference in another "
+        f"process over raw TLS {raw_offload - p50['floor']:+.2f}; gRPC instead of raw TLS "
+        f"{plain_offload - raw_offload:+.2f}; the agent's own work (mTLS identity, revocation "
+        f"and permission checks, batcher, call guard) {overhead_p50 - plain_offload:+.2f}"
     )
     FIGURES["overhead"] = {
         "p50_ms": {k: round(v, 3) for k, v in p50.items()},
@@ -464,7 +496,9 @@ def bench_overhead(files: Files, servers: Servers, agent: Agent, iterations: int
         "paired_p50_ms": round(paired, 3),
         "ratio_floor": round(ratio, 3),
         "ratio_echo": round(overhead_p50 / p50["echo"], 3),
+        "ratio_bare_floor": round(p50["bare"] / p50["floor"], 3),
         "raw_offload_overhead_ms": round(raw_offload, 3),
+        "plain_grpc_offload_overhead_ms": round(plain_offload, 3),
     }
 
 
@@ -723,8 +757,9 @@ def main() -> None:
                     started = [
                         _start(_echo_server, files, reply),
                         _start(_echo_server, files, ECHO),
-                        _start(_grpc_floor_server, files),
+                        _start(_grpc_floor_server, files, None),
                         _start(_raw_offload_server, files, BIG_MODEL, reply),
+                        _start(_grpc_floor_server, files, BIG_MODEL),
                     ]
                     processes += [p for p, _ in started]
                     servers = Servers(*(port for _, port in started))

@@ -616,9 +616,9 @@ class Agent:
                 served.batcher.start()
         if self._follower is not None:
             self._follower.start()
+        self._health.publish()  # before the port opens: no window with a stale SERVING
         self._server.start()
         self._started = True
-        self._health.publish()
         self._health_stop.clear()
         self._health_thread = threading.Thread(
             target=self._follow_health, name="agent-health", daemon=True
