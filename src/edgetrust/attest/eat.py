@@ -447,7 +447,7 @@ def _typed_contents(value: object, key: int) -> tuple[TypedContent, ...]:
 
 
 def _measurements(
-    value: object, *, profile: object
+    value: object, profile: object, _depth: int = 0
 ) -> tuple[Measurement | TypedContent, ...] | _PendingMeasurements:
     if profile != DEVICE_PROFILE:
         return _typed_contents(value, Claim.MEASUREMENTS)
@@ -469,7 +469,10 @@ def _measurements(
         report = cbor.loads(entry[1], expect=list)
         if not report:
             raise ClaimError("an empty measurement report")
-        out.extend(m if _is_plain_measurement(m) else Measurement._checked(m) for m in report)
+        if all(map(_is_plain_measurement, report)):
+            out += report
+        else:
+            out += [m if _is_plain_measurement(m) else Measurement._checked(m) for m in report]
     return _PendingMeasurements(out)
 
 
@@ -495,7 +498,9 @@ def _nonce(value: object) -> bytes | tuple[bytes, ...]:
     raise ClaimError("claim eat_nonce must be a byte string or an array of two or more")
 
 
-def _cnf(value: object) -> tuple[PublicKey | _PendingKey | None, bytes | None]:
+def _cnf(
+    value: object, _profile: object = None, _depth: int = 0
+) -> tuple[PublicKey | _PendingKey | None, bytes | None]:
     # RFC 8747 section 3: exactly one confirmation method.
     if not cbor.is_map(value) or len(value) != 1:  # type: ignore[arg-type]
         raise ClaimError("claim cnf must be a map with exactly one confirmation method")
@@ -514,39 +519,20 @@ def _cnf(value: object) -> tuple[PublicKey | _PendingKey | None, bytes | None]:
     raise ClaimError(f"claim cnf: unsupported confirmation method {method!r}")
 
 
-# ---- cnf keys: validated at verify time, the cryptography object built on first use ----------
+# ---- cnf keys: the structure checked at once, the point when the key is first read -----------
 #
 # A cnf COSE_Key of the common form, {1: 2, -1: crv, -2: x, -3: y} with uncompressed coordinates
-# on a NIST curve, is fully validated by _pending_ec2_key (SP 800-56A section 5.6.2.3.3 full
-# public-key validation: coordinates in [0, p-1] and on the curve; the order check is implied on
-# these cofactor-1 curves), so an invalid point is still rejected inside decode_claims and
-# verify_eat. Only the construction of the cryptography key object (which re-validates, ~6 us) is
-# deferred until EatClaims.cnf_key is first read. Every other form of cnf goes through
-# keys.decode_cose_key eagerly, with its own checks and messages.
-
-# COSE crv -> (coordinate size, p, b) of y^2 = x^3 - 3x + b (FIPS 186-5 / SP 800-186 curves)
-_NIST_CURVES: Final[dict[int, tuple[int, int, int]]] = {
-    1: (
-        32,
-        0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
-        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
-    ),
-    2: (
-        48,
-        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFF0000000000000000FFFFFFFF,
-        0xB3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875AC656398D8A2ED19D2A85C8EDD3EC2AEF,
-    ),
-    3: (
-        66,
-        (1 << 521) - 1,
-        0x0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF109E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00,
-    ),
-}  # fmt: skip
-_EC2_LABELS: Final = frozenset({1, -1, -2, -3})
+# of the curve's size on P-256/384/521, passes _pending_ec2_key's structure checks and becomes a
+# _PendingKey. verify_eat returns it unbuilt: building the cryptography key object (which is where
+# the point is validated: coordinates in range and on the curve, ~6 us) happens on the first read
+# of EatClaims.cnf_key, and an invalid point raises there the same ClaimError that decode_cose_key
+# raises. decode_claims and decode_eat build it at once (see _build_deferred), so appraisal, the
+# CLI and the verifier service meet that error while decoding. Every other form of cnf goes
+# through keys.decode_cose_key at once, with its own checks and messages.
 
 
 class _PendingKey:
-    """A validated EC2 public key, not yet turned into a cryptography key object."""
+    """An EC2 public key whose structure was checked, not yet built (nor its point validated)."""
 
     __slots__ = ("curve", "point")
 
@@ -557,35 +543,32 @@ class _PendingKey:
     def resolve(self) -> PublicKey:
         try:
             return ec.EllipticCurvePublicKey.from_encoded_point(self.curve, self.point)
-        except ValueError as e:  # not expected after _pending_ec2_key; fail closed all the same
+        except ValueError as e:  # as keys.decode_cose_key words it
             raise ClaimError(f"invalid EC2 key: {e}") from e
 
 
-_EC2_CURVE_OBJECTS: Final[dict[int, ec.EllipticCurve]] = {
-    1: ec.SECP256R1(),
-    2: ec.SECP384R1(),
-    3: ec.SECP521R1(),
+# COSE crv -> (curve, coordinate size)
+_EC2_CURVES: Final[dict[int, tuple[ec.EllipticCurve, int]]] = {
+    1: (ec.SECP256R1(), 32),
+    2: (ec.SECP384R1(), 48),
+    3: (ec.SECP521R1(), 66),
 }
+_EC2_LABELS: Final = frozenset({1, -1, -2, -3})
 
 
 def _pending_ec2_key(content: object) -> _PendingKey | None:
-    """The key if ``content`` is exactly an uncompressed EC2 COSE_Key with a valid point."""
+    """The key if ``content`` is exactly an uncompressed EC2 COSE_Key of a supported curve."""
     if type(content) is not dict or content.keys() != _EC2_LABELS:
         return None
     kty, crv, x, y = content[1], content[-1], content[-2], content[-3]
     if type(kty) is not int or kty != 2 or type(crv) is not int:
         return None
-    params = _NIST_CURVES.get(crv)
-    if params is None or type(x) is not bytes or type(y) is not bytes:
+    curve = _EC2_CURVES.get(crv)
+    if curve is None or type(x) is not bytes or type(y) is not bytes:
         return None
-    size, p, b = params
-    if len(x) != size or len(y) != size:
-        return None
-    xi = int.from_bytes(x, "big")
-    yi = int.from_bytes(y, "big")
-    if xi >= p or yi >= p or (yi * yi - (xi * xi - 3) * xi - b) % p:
+    if len(x) != curve[1] or len(y) != curve[1]:
         return None  # decode_cose_key rejects it, with its message
-    return _PendingKey(_EC2_CURVE_OBJECTS[crv], b"\x04" + x + y)
+    return _PendingKey(curve[0], b"\x04" + x + y)
 
 
 class _ResolvingSlot:
@@ -633,7 +616,7 @@ def _submods(value: object, depth: int) -> dict[str, Submodule]:
         if cbor.is_map(sub):
             if depth + 1 > MAX_SUBMOD_DEPTH:
                 raise ClaimError(f"submods nested deeper than {MAX_SUBMOD_DEPTH}")
-            out[name] = decode_claims(sub, _depth=depth + 1)
+            out[name] = _decode_claims(sub, depth + 1)
         elif isinstance(sub, bytes) or cbor.is_array(sub):
             out[name] = sub if isinstance(sub, bytes) else tuple(sub)  # nested token or digest
         else:
@@ -646,7 +629,9 @@ def _submods(value: object, depth: int) -> dict[str, Submodule]:
 # --------------------------------------------------------------------------------------------
 
 
-def _oemid(value: object) -> int | bytes:
+def _oemid(value: object, _profile: object = None, _depth: int = 0) -> int | bytes:
+    if type(value) is bytes and len(value) in (3, 16):
+        return value  # IEEE OUI (3) or random (16)
     if _is_int(value):
         return value  # type: ignore[return-value]  # IANA Private Enterprise Number
     if isinstance(value, bytes) and len(value) in (3, 16):
@@ -660,7 +645,11 @@ def _bool(value: object, key: int) -> bool:
     return value
 
 
-def _dbgstat(value: object) -> DebugStatus:
+def _dbgstat(value: object, _profile: object = None, _depth: int = 0) -> DebugStatus:
+    if type(value) is int:
+        status = _DEBUG_STATUS.get(value)
+        if status is not None:
+            return status
     if not _is_int(value) or value not in _DEBUG_STATUS:
         raise ClaimError(f"claim dbgstat has unknown value {value!r}")
     return _DEBUG_STATUS[value]
@@ -699,11 +688,11 @@ _DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
     Claim.NBF: ("nbf", lambda v, p, d: _time(v, Claim.NBF)),
     Claim.IAT: ("iat", lambda v, p, d: _time(v, Claim.IAT)),
     Claim.CTI: ("cti", lambda v, p, d: _bytes(v, Claim.CTI)),
-    Claim.CNF: ("cnf", lambda v, p, d: _cnf(v)),
+    Claim.CNF: ("cnf", _cnf),
     Claim.EAT_NONCE: ("nonce", lambda v, p, d: _nonce(v)),
     Claim.UEID: ("ueid", lambda v, p, d: _bytes(v, Claim.UEID, UEID_MIN, UEID_MAX)),
     Claim.SUEIDS: ("sueids", lambda v, p, d: _sueids(v)),
-    Claim.OEMID: ("oemid", lambda v, p, d: _oemid(v)),
+    Claim.OEMID: ("oemid", _oemid),
     Claim.HWMODEL: (
         "hwmodel",
         lambda v, p, d: _bytes(v, Claim.HWMODEL, HWMODEL_MIN, HWMODEL_MAX),
@@ -711,7 +700,7 @@ _DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
     Claim.HWVERSION: ("hwversion", lambda v, p, d: _version(v, Claim.HWVERSION)),
     Claim.UPTIME: ("uptime", lambda v, p, d: _uint(v, Claim.UPTIME)),
     Claim.OEMBOOT: ("oemboot", lambda v, p, d: _bool(v, Claim.OEMBOOT)),
-    Claim.DBGSTAT: ("dbgstat", lambda v, p, d: _dbgstat(v)),
+    Claim.DBGSTAT: ("dbgstat", _dbgstat),
     Claim.LOCATION: ("location", lambda v, p, d: _location(v)),
     Claim.EAT_PROFILE: ("eat_profile", lambda v, p, d: _profile(v)),
     Claim.SUBMODS: ("submods", lambda v, p, d: _submods(v, d)),
@@ -721,7 +710,7 @@ _DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
     Claim.SWNAME: ("swname", lambda v, p, d: _text(v, Claim.SWNAME)),
     Claim.SWVERSION: ("swversion", lambda v, p, d: _version(v, Claim.SWVERSION)),
     Claim.MANIFESTS: ("manifests", lambda v, p, d: _typed_contents(v, Claim.MANIFESTS)),
-    Claim.MEASUREMENTS: ("measurements", lambda v, p, d: _measurements(v, profile=p)),
+    Claim.MEASUREMENTS: ("measurements", _measurements),
     Claim.MEASRES: ("measres", lambda v, p, d: _array(v, Claim.MEASRES)),
     Claim.INTUSE: ("intuse", lambda v, p, d: _uint(v, Claim.INTUSE)),
 }
@@ -778,6 +767,13 @@ _NO_CLAIMS: Final = [
 
 def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
     """Typed claims from a decoded claims-set map; :class:`ClaimError` for wrong types."""
+    decoded = _decode_claims(claims, _depth)
+    _build_deferred(decoded)
+    return decoded
+
+
+def _decode_claims(claims: Mapping[Any, Any], _depth: int) -> EatClaims:
+    """decode_claims, leaving the cnf key and the measurements to be built on first read."""
     if not cbor.is_map(claims):
         raise ClaimError("the claims-set must be a map")
     profile = claims.get(Claim.EAT_PROFILE)
@@ -952,14 +948,13 @@ def decode_eat(
     Tagged tokens may be COSE_Sign1 (18) or COSE_Mac0 (17), optionally inside the CWT tag 61;
     an untagged token is read as a COSE_Sign1.
 
-    Unlike :func:`verify_eat`, this builds the claims' derived objects (the ``cnf`` key, the
-    measurements) at once, so that its callers (appraisal, the CLI, the verifier service) meet
-    every claim error here, inside their handling of bad evidence, and never later.
+    Unlike :func:`verify_eat`, this builds the claims' derived objects (the ``cnf`` key, with
+    the validation of its point, and the measurements) at once, so that its callers (appraisal,
+    the CLI, the verifier service) meet every claim error here, in their handling of bad
+    evidence.
     """
     msg = _message(token, max_size)
-    claims = _claims(msg, max_size)
-    _build_deferred(claims)
-    return msg, claims
+    return msg, _claims(msg, max_size)
 
 
 def _build_deferred(claims: EatClaims) -> None:
@@ -1020,6 +1015,12 @@ def verify_eat(
     (``expected_nonce`` must equal one of the token's nonces), then time: ``exp``/``nbf``/``iat``
     against ``now`` and ``iat`` against ``max_age``. ``now`` is a parameter (pure core); without it
     a token carrying ``exp``/``nbf`` or a ``max_age`` request fails closed with FreshnessError.
+
+    Every claim is type-checked here, ``cnf`` included, but two derived objects are built on first
+    read: the Measurement objects of the device profile (from maps already validated here) and
+    the cryptography key of a ``cnf`` EC2 COSE_Key, whose point (on the curve, coordinates in
+    range) is validated when it is built: reading :attr:`EatClaims.cnf_key` of a token whose
+    point is invalid raises the :class:`ClaimError` that :func:`decode_claims` raises at once.
     """
     msg = _message(token, max_size)
     if type(msg) is Sign1Message:
@@ -1027,7 +1028,7 @@ def verify_eat(
     else:
         cose.verify_mac0(msg, key, external_aad=external_aad)  # type: ignore[arg-type]
     # _message refused a detached payload
-    claims = decode_claims(cbor.loads(msg.payload, max_size=max_size, expect=dict))  # type: ignore[arg-type]
+    claims = _decode_claims(cbor.loads(msg.payload, max_size=max_size, expect=dict), 0)  # type: ignore[arg-type]
     if expected_nonce is not None:
         nonces = claims.nonces()
         if not nonces:
