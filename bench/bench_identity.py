@@ -14,15 +14,23 @@ Chain validation, on a 4-level P-256 DICE chain built by the real device model (
 
 * ``validate_chain`` -- :func:`edgetrust.certs.chain.validate_chain`: ordering by name,
   cryptography's path validator, the DICE-strict rules on top, TcbInfo / UEID decoding
-  (decoded extensions cached by their bytes, as in a verifier that sees one fleet);
-* ``validate_chain, cold`` -- the same with the decode caches cleared before every call
-  (every TcbInfo decoded by pyasn1 and re-encoded for the DER check); and ``new device``, only
-  the UEID cache cleared (a fleet on known firmware: TcbInfo bytes repeat, UEIDs do not);
+  (cryptography's declarative ASN.1 decoder, see ``edgetrust.certs.dice_schema``), in three
+  cases: ``warm`` -- the same chain again (the TcbInfo values, which are the firmware's, come
+  from the decode cache; the UEID is decoded every time, it has no cache); ``new device`` -- a
+  fleet of devices on the same firmware taken in turn (new UEID, new DeviceID key and alias
+  certificates each call: the honest fleet case); ``cold`` -- the TcbInfo cache cleared before
+  every call, i.e. no decode cache at all;
 * floor 1, bare path validation -- ``PolicyBuilder().store(...).time(now).extension_policies(...)
   .build_client_verifier().verify(leaf, intermediates)`` on the same chain (a verifier is built
   per call, as ``now`` changes per call; the extension policies are the least that accepts a
   critical TcbInfo at all); also the verify call alone on a prebuilt verifier;
-* floor 2, raw ECDSA -- ``public_key.verify`` of the chain's 3 signatures.
+* floor 2, raw ECDSA -- ``public_key.verify`` of the chain's 3 signatures;
+* ``freshly loaded``: floor 1 and ``validate_chain`` (warm) on certificates loaded from DER in
+  every call, as a verifier gets them. cryptography builds the Python objects of names and
+  extensions lazily and keeps them on the certificate object, so with the same objects reused
+  (every other line) ``validate_chain`` does not pay for building them; the bare verifier never
+  needs them. Reported for honesty next to the target line, which is defined on the same
+  objects as its floor.
 
 Target (issue 2): ``validate_chain`` >= 0.7x the bare path-validation rate. Within a round the
 contenders take turns a few calls at a time and the clock is this thread's CPU time, so each
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -57,6 +66,10 @@ from edgetrust.certs.chain import validate_chain
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+LAYERS = (  # the firmware every benchmarked device boots
+    Layer(name="bootloader", version="1.0", svn=1, code=b"bl" * 1000),
+    Layer(name="firmware", version="2.0", svn=3, code=b"fw" * 4000),
+)
 
 
 def rounds(
@@ -144,17 +157,13 @@ def bench_derivation(count: int, seconds: float) -> None:
         not_before=NOW - timedelta(days=1),
         not_after=NOW + timedelta(days=365),
     )
-    layers = [
-        Layer(name="bootloader", version="1.0", svn=1, code=b"bl" * 1000),
-        Layer(name="firmware", version="2.0", svn=3, code=b"fw" * 4000),
-    ]
     contenders: dict[str, Callable[[], object]] = {
         "transition ed25519": transition(dice.KeyAlg.ED25519),
         "floor ed25519": lambda: floor_transition(dice.KeyAlg.ED25519, cdi, inputs),
         "transition p256": transition(dice.KeyAlg.P256),
         "floor p256": lambda: floor_transition(dice.KeyAlg.P256, cdi, inputs),
         "boot 2 layers + 2 alias certs (p256)": lambda: identity.boot(
-            layers, device_cert, vendor="bench"
+            list(LAYERS), device_cert, vendor="bench"
         ),
     }
     results = rounds(contenders, count, seconds)
@@ -171,10 +180,14 @@ def bench_derivation(count: int, seconds: float) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def dice_chain(alg: dice.KeyAlg) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    """(root, [alias L2, alias L1, DeviceID]) built by the device model."""
-    identity = DeviceIdentity.from_uds(hashlib.sha256(alg.value.encode()).digest(), key_alg=alg)
-    ca = CertificateAuthority.create(now=NOW - timedelta(days=1))
+def dice_chain(
+    alg: dice.KeyAlg, ca: CertificateAuthority | None = None, device: int = 0
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """(root, [alias L2, alias L1, DeviceID]) built by the device model; ``device`` picks the
+    UDS (devices of one ``ca`` run the same firmware)."""
+    uds = hashlib.sha256(alg.value.encode() + device.to_bytes(4, "big")).digest()
+    identity = DeviceIdentity.from_uds(uds, key_alg=alg)
+    ca = ca or CertificateAuthority.create(now=NOW - timedelta(days=1))
     device_cert = build_device_id_certificate(
         csr=identity.device_id_csr(),
         issuer=ca,
@@ -183,35 +196,40 @@ def dice_chain(alg: dice.KeyAlg) -> tuple[x509.Certificate, list[x509.Certificat
         not_after=NOW + timedelta(days=365),
         path_length=1,
     )
-    layers = [
-        Layer(name="bootloader", version="1.0", svn=1, code=b"bl" * 1000),
-        Layer(name="firmware", version="2.0", svn=3, code=b"fw" * 4000),
-    ]
-    booted = identity.boot(layers, device_cert, vendor="bench")
+    booted = identity.boot(list(LAYERS), device_cert, vendor="bench")
     return ca.anchor, list(booted.chain)
 
 
 def _clear_decode_caches() -> None:
+    """Every decode cache there is: TcbInfo, MultiTcbInfo, OpenDiceInput (UEIDs have none)."""
     for cache in (
-        chain_module._decode_dice,
         dice_ext._decode_tcb_info,
         dice_ext._decode_multi_tcb_info,
-        dice_ext._decode_ueid,
         open_dice_ext._decode,
     ):
         cache.cache_clear()
 
 
-def bench_chain(count: int, seconds: float) -> None:
-    root, certs = dice_chain(dice.KeyAlg.P256)
+def bench_chain(count: int, seconds: float, fleet_size: int) -> None:
+    ca = CertificateAuthority.create(now=NOW - timedelta(days=1))
+    root, certs = dice_chain(dice.KeyAlg.P256, ca)
+    fleet = [dice_chain(dice.KeyAlg.P256, ca, device)[1] for device in range(1, fleet_size + 1)]
     leaf, intermediates = certs[0], certs[1:]
     store = Store([root])
     checked = validate_chain(certs, [root], NOW)
     assert len(checked) == 3
     assert checked.validator == "cryptography"
     assert all(e.tcb_info for e in checked.entries[:2])
+    # Same firmware: every device's alias certificates carry the same TcbInfo bytes.
+    assert {c.extensions.get_extension_for_oid(dice_ext.TCB_INFO_OID).value for c in certs[:2]} == {
+        c.extensions.get_extension_for_oid(dice_ext.TCB_INFO_OID).value
+        for chain in fleet
+        for c in chain[:2]
+    }
+    assert len({validate_chain(chain, [root], NOW).ueid for chain in fleet}) == fleet_size
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
 
-    def bare() -> object:
+    def bare_on(leaf: x509.Certificate, intermediates: list[x509.Certificate]) -> object:
         return (
             PolicyBuilder()
             .store(store)
@@ -246,62 +264,74 @@ def bench_chain(count: int, seconds: float) -> None:
         _clear_decode_caches()
         return validate_chain(certs, [root], NOW)
 
+    devices = itertools.cycle(fleet)
+
     def new_device() -> object:
-        # known firmware (TcbInfo values cached), an unseen device (UEID and its certificate not)
-        chain_module._decode_dice.cache_clear()
-        dice_ext._decode_ueid.cache_clear()
-        return validate_chain(certs, [root], NOW)
+        return validate_chain(next(devices), [root], NOW)
+
+    def loaded() -> list[x509.Certificate]:
+        return [x509.load_der_x509_certificate(der) for der in ders]
+
+    def bare_loaded() -> object:
+        fresh = loaded()
+        return bare_on(fresh[0], fresh[1:])
 
     ed_root, ed_certs = dice_chain(dice.KeyAlg.ED25519)
+    floor = "floor 1: bare path validation"
+    warm = "validate_chain, warm"
     contenders: dict[str, Callable[[], object]] = {
-        "validate_chain": lambda: validate_chain(certs, [root], NOW),
-        "validate_chain, cold decode caches": cold,
-        "validate_chain, new device (UEID cold)": new_device,
-        "floor 1: bare path validation": bare,
+        floor: lambda: bare_on(leaf, intermediates),
         "  (verify on a prebuilt verifier)": lambda: prebuilt.verify(leaf, intermediates),
+        warm: lambda: validate_chain(certs, [root], NOW),
+        f"validate_chain, new device ({fleet_size} in turn)": new_device,
+        "validate_chain, cold (no decode cache)": cold,
         "floor 2: raw ECDSA verify x3": raw_ecdsa,
         "Ed25519 chain, link by link": lambda: validate_chain(ed_certs, [ed_root], NOW),
+        "freshly loaded: bare path validation": bare_loaded,
+        "freshly loaded: validate_chain, warm": lambda: validate_chain(loaded(), [root], NOW),
     }
     results = rounds(contenders, count, seconds)
     print("\n4-level P-256 DICE chain (root -> DeviceID -> alias L1 -> alias L2), chains/s")
     for name in contenders:
         best = max(r[name] for r in results)
         median = statistics.median(r[name] for r in results)
-        print(f"  {name:<40} {best:>10,.0f}   (median {median:,.0f})")
+        print(f"  {name:<44} {best:>8,.0f}   (median {median:,.0f})")
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(r[a] / r[b] for r in results)
 
-    target = ratio("validate_chain", "floor 1: bare path validation")
-    print(f"  ratio validate_chain / bare path validation  {target:.2f}x   (target >= 0.70x)")
+    names = list(contenders)
+    target = ratio(warm, floor)
+    lines = [
+        (f"{warm} / floor 1", target),
+        (f"{names[3]} / floor 1", ratio(names[3], floor)),
+        (f"{names[4]} / floor 1", ratio(names[4], floor)),
+        ("freshly loaded: validate_chain / bare", ratio(names[8], names[7])),
+        (f"{warm} / raw ECDSA x3", ratio(warm, names[5])),
+        ("floor 1 / raw ECDSA x3", ratio(floor, names[5])),
+    ]
+    print("  ratios (median of the rounds; target: validate_chain >= 0.70x floor 1)")
+    for label, value in lines:
+        print(f"  {label:<58} {value:5.2f}x")
+    worst = min(value for _, value in lines[:3])
     print(
-        f"  ratio validate_chain, cold / bare            "
-        f"{ratio('validate_chain, cold decode caches', 'floor 1: bare path validation'):.2f}x"
+        "  "
+        + ("PASS" if worst >= 0.7 else "BELOW TARGET")
+        + f" (warm, new device and cold; lowest {worst:.2f}x)"
     )
-    print(
-        f"  ratio validate_chain, new device / bare      "
-        f"{ratio('validate_chain, new device (UEID cold)', 'floor 1: bare path validation'):.2f}x"
-    )
-    print(
-        f"  ratio validate_chain / raw ECDSA x3          "
-        f"{ratio('validate_chain', 'floor 2: raw ECDSA verify x3'):.2f}x"
-    )
-    print(
-        f"  ratio bare path validation / raw ECDSA x3    "
-        f"{ratio('floor 1: bare path validation', 'floor 2: raw ECDSA verify x3'):.2f}x"
-    )
-    print("  " + ("PASS" if target >= 0.7 else "BELOW TARGET") + " (median of the rounds)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, help="number of interleaved rounds")
+    parser.add_argument("--chain-only", action="store_true", help="skip the derivation part")
     args = parser.parse_args()
     count = args.rounds or (3 if args.quick else 7)
     seconds = 0.3 if args.quick else 1.0
-    bench_derivation(count, seconds)
-    bench_chain(count, seconds)
+    if not args.chain_only:
+        bench_derivation(count, seconds)
+    bench_chain(count, seconds, fleet_size=16 if args.quick else 64)
 
 
 if __name__ == "__main__":

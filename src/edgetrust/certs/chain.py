@@ -125,6 +125,8 @@ def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
 
 
 _CA_POLICY, _EE_POLICY = _extension_policies()
+# PolicyBuilder's default: longer paths raise it (one builder step less on every call).
+_DEFAULT_MAX_CHAIN_DEPTH: Final = 8
 _ANCHOR_TYPES: Final = (
     x509.Certificate,
     ec.EllipticCurvePublicKey,
@@ -269,7 +271,7 @@ def _validate(
             raise ConfigError(f"certificate {index + 1} is not an x509.Certificate")
     anchor_list = _promote_key_anchors(_check_anchors(anchors), certificates)
     anchor_certs = [a for a in anchor_list if isinstance(a, x509.Certificate)]
-    candidates = [c for c in certificates if not any(c == a for a in anchor_certs)]
+    candidates = [c for c in certificates if not any(c is a or c == a for a in anchor_certs)]
     try:
         path = order_chain(candidates)
     except NameChainingError:
@@ -351,9 +353,9 @@ def dice_extensions(certificate: x509.Certificate) -> DiceExtensions:
     return _decode_dice(links.facts(certificate).dice)
 
 
-@functools.lru_cache(maxsize=4096)
 def _decode_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceExtensions:
-    """The decoded DICE extensions of one certificate, cached by their (immutable) bytes."""
+    """The decoded DICE extensions of one certificate (firmware-level values come from the
+    decoders' caches; a certificate's own set, with its UEID, is new for every device)."""
     if not raw:
         return _NO_DICE
     found = {oid: _DECODERS[oid](value) for oid, value in raw}
@@ -400,14 +402,12 @@ def _cryptography_validate(
     if not store_certs:
         links.select_anchor(top, anchors)  # raises the precise UntrustedAnchorError
         raise UntrustedAnchorError(f"no trust anchor for {links.describe(top)}")
-    verifier = (
-        PolicyBuilder()
-        .store(_store(tuple(store_certs)))
-        .time(now)
-        .max_chain_depth(max(8, len(path) + 1))
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-        .build_client_verifier()
-    )
+    builder = PolicyBuilder().store(_store(tuple(store_certs))).time(now)
+    if len(path) + 1 > _DEFAULT_MAX_CHAIN_DEPTH:
+        builder = builder.max_chain_depth(len(path) + 1)
+    verifier = builder.extension_policies(
+        ca_policy=_CA_POLICY, ee_policy=_EE_POLICY
+    ).build_client_verifier()
     try:
         chain = verifier.verify(path[0], list(path[1:])).chain
     except VerificationError as e:

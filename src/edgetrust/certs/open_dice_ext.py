@@ -121,7 +121,9 @@ class OpenDiceInputExtension(schema.DerExtension):
         return result
 
 
-@functools.lru_cache(maxsize=4096)
+# The inputs of a layer (code, configuration, authority, mode) are the firmware's: cached by
+# their bytes like TcbInfo (see dice_ext).
+@functools.lru_cache(maxsize=256)
 def _decode(data: bytes) -> OpenDiceInput:
     value = schema.decode(
         schema.OpenDiceInputAsn1, data, "OpenDiceInput", schema.OPEN_DICE_INPUT_SHAPE
