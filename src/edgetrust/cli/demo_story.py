@@ -168,6 +168,8 @@ class DemoStory:
             step.run(self.state, log)
         except Error as e:
             error = f"{type(e).__name__}: {e.message}"
+        except OSError as e:  # the working directory's file system (full, read-only, ...)
+            error = f"{type(e).__name__}: {e}"
         ok = error is None and bool(log.checks) and all(c.ok for c in log.checks)
         return StepResult(
             name=step.name,
