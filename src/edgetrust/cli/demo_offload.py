@@ -273,8 +273,11 @@ def revocation_step(state: DemoState, step: StepLog) -> None:
         "revoked device refused with PERMISSION_DENIED (revoked)",
         isinstance(refusal, RevokedError),
     )
-    all_served = len(served) == len(others) and all(s["backend"] == "remote" for s in served)
-    step.check("other devices still served", all_served)
+    if others:
+        all_served = len(served) == len(others) and all(s["backend"] == "remote" for s in served)
+        step.check("other devices still served", all_served)
+    else:
+        state.say("(no other device to show still served: --devices 1)")
     step.facts |= {
         "device": victim.name,
         "ueid": victim.ueid.hex(),
