@@ -187,7 +187,7 @@ class WorkspaceError(ConfigError):
 
 
 class DiceInputError(ConfigError):
-    """Open DICE derivation inputs (CDIs, UDS, measurements, mode) of the wrong size, type or value."""
+    """Open DICE derivation inputs (CDIs, UDS, measurements, mode) of a wrong size, type, value."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ class InferenceError(ServiceError):
 
 
 class OverloadedError(ServiceError):
-    """A bounded queue is full: back-pressure, the caller should retry later (RESOURCE_EXHAUSTED)."""
+    """A bounded queue is full: back-pressure; the caller should retry later (RESOURCE_EXHAUSTED)"""
 
 
 class DeadlineExceededError(UnavailableError):

@@ -49,7 +49,7 @@ def test_two_processes_never_share_a_nonce_or_lose_a_record(db_url: str) -> None
     assert won[0].isdisjoint(won[1]), "a nonce was accepted twice"
     assert won[0] | won[1] == set(range(NONCES)), "a nonce was lost"
     assert sum(r["refused"] for r in results) == NONCES  # the loser of each race was refused
-    # Both workers really raced (each won some); with 60 lock-step races a clean sweep is implausible.
+    # Both workers really raced (each won some): with 60 lock-step races a sweep is implausible.
     assert len(won[0]) > NONCES // 10
     assert len(won[1]) > NONCES // 10
 
