@@ -13,9 +13,9 @@ arrived, stack them, run the model once and hand every caller its own row.
   takes a place in a batch.
 * **Batch only when busy.** ``workers`` bounds how many batches run at once. With
   ``inline_when_idle`` a request that finds a free run slot, an empty queue and nobody else on the
-  way (with a zero queue delay: whoever else is on the way) runs at once in the caller's thread (no
-  thread hand-off: on a loaded CPU each hand-off can cost a scheduler quantum); requests that
-  arrive while every slot is busy queue up and leave together as the next batch.
+  way runs at once in the caller's thread (no thread hand-off: on a loaded CPU each hand-off can
+  cost a scheduler quantum); requests that arrive while every slot is busy queue up and leave
+  together as the next batch.
 * **Early dispatch.** Waiting ``max_queue_delay_ms`` for a fuller batch only helps when other
   requests are on their way. Callers announce themselves with :meth:`DynamicBatcher.expect` as
   soon as a request arrives (before it is decoded); with ``early_dispatch`` a partial batch leaves
@@ -245,16 +245,16 @@ class DynamicBatcher:
             if self._closed:
                 self._wake_if_waiting()
                 raise UnavailableError(f"model {self.name!r} is shutting down")
-            no_delay = self.settings.max_queue_delay_ms == 0
             inline = (
                 self.settings.inline_when_idle
-                and (self.settings.early_dispatch or no_delay)
+                and (self.settings.early_dispatch or self.settings.max_queue_delay_ms == 0)
                 and self._threads != []
                 and self._running < self.settings.workers
                 and not self._queue
-                # with a delay, announced callers are worth waiting for; without one a worker
-                # would send this request alone anyway, one thread hand-off later
-                and (self._announced <= 0 or no_delay)
+                # others announced: let them join a batch (measured, 16 clients, digits-mnv3:
+                # batches of ~1.9 instead of ~1.2 when running inline regardless, and 5-15 % less
+                # CPU per request)
+                and self._announced <= 0
             )
             if inline:
                 self._running += 1

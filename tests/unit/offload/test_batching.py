@@ -258,14 +258,6 @@ def test_idle_batcher_runs_a_lone_request_in_the_caller_thread() -> None:
     assert threads == [threading.current_thread().name]
 
 
-def test_without_queue_delay_an_announced_caller_does_not_hold_a_request_back() -> None:
-    batcher = DynamicBatcher(row_sums, settings=settings(max_queue_delay_ms=0))
-    with batcher, batcher.expect():  # someone else is decoding its input
-        future = batcher.submit(np.ones((1,), dtype=np.float32))
-        assert future.done()  # ran inline: a worker would have sent it alone anyway
-    assert future.result().batch_size == 1
-
-
 def test_requests_arriving_while_every_slot_is_busy_leave_as_one_batch() -> None:
     release = threading.Event()
     calls: list[int] = []
