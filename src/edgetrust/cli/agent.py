@@ -1,4 +1,7 @@
-"""``edgetrust agent``: run the mTLS inference agent.
+"""``edgetrust agent``: set up and run the mTLS inference agent.
+
+``edgetrust agent init DIR --verifier-config verifier.toml`` issues the agent's key pair from the
+verifier's cluster CA and writes ``DIR/agent.toml`` (see :mod:`edgetrust.offload.setup`).
 
 ``edgetrust agent serve [--config FILE] [--listen HOST:PORT]`` loads the configuration (TOML, see
 :mod:`edgetrust.offload.config`; ``EDGETRUST_AGENT_*`` variables override it), loads the models,
@@ -12,20 +15,87 @@ import dataclasses
 import logging
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 import click
 
-from edgetrust.cli.reporting import fail
+from edgetrust.cli.reporting import emit_json, fail
 from edgetrust.errors import ConfigError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.config import AgentConfig
+from edgetrust.offload.models import DEFAULT_MODEL
+from edgetrust.offload.setup import init_agent_directory
+from edgetrust.onboarding.config import load_config
+from edgetrust.onboarding.workspace import load_keys
 
 
 @click.group()
 def cli() -> None:
     """The mTLS inference agent."""
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--verifier-config",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The verifier's verifier.toml: its cluster CA issues the agent's certificate.",
+)
+@click.option("--listen", default="127.0.0.1:7444", show_default=True, metavar="HOST:PORT")
+@click.option("--model", "models", multiple=True, help=f"Model to serve [{DEFAULT_MODEL}].")
+@click.option("--dns-name", "dns_names", multiple=True, help="DNS name in the certificate.")
+@click.option("--ip", "ips", multiple=True, help="IP address in the certificate [127.0.0.1].")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 825))
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def init(
+    *,
+    directory: Path,
+    verifier_config: Path,
+    listen: str,
+    models: tuple[str, ...],
+    dns_names: tuple[str, ...],
+    ips: tuple[str, ...],
+    days: int,
+    as_json: bool,
+) -> None:
+    """Create an agent directory: key pair from the cluster CA and agent.toml."""
+    config = load_config(verifier_config, env={})
+    keys = load_keys(config)
+    feed = str(config.feed_listen) if config.feed_listen is not None else "none"
+    files = init_agent_directory(
+        directory,
+        cluster_ca=keys.cluster_ca.issuer,
+        cluster_ca_certificates=[keys.cluster_ca_pem],
+        listen=listen,
+        trust_domain=config.trust_domain,
+        feed=feed,
+        models=list(models) or [DEFAULT_MODEL],
+        dns_names=list(dns_names) or ["localhost"],
+        ip_addresses=list(ips) or ["127.0.0.1"],
+        lifetime=timedelta(days=days),
+    )
+    if as_json:
+        emit_json(
+            {
+                "directory": str(files.directory),
+                "config": str(files.config),
+                "certificate": str(files.certificate),
+                "key": str(files.key),
+                "cluster_ca": str(files.cluster_ca),
+                "subject": files.subject,
+                "not_after": files.not_after,
+                "revocation_feed": feed,
+            }
+        )
+        return
+    click.echo(f"agent directory {files.directory}")
+    click.echo(f"  certificate  {files.certificate}  {files.subject} until {files.not_after}")
+    click.echo(f"  key          {files.key}  (0600)")
+    click.echo(f"  config       {files.config}  (revocation feed: {feed})")
+    click.echo(f"run it: edgetrust agent serve --config {files.config}")
 
 
 @cli.command()
