@@ -18,9 +18,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edgetrust.certs.builders import build_server_certificate
-from edgetrust.certs.keys import KeyAlgorithm, generate_private_key
-from edgetrust.certs.loading import write_certificates, write_private_key
+from edgetrust.certs.loading import load_certificates
 from edgetrust.cli.demo_state import (
     TRUST_DOMAIN,
     WAIT_S,
@@ -34,6 +32,7 @@ from edgetrust.offload.agent import Agent
 from edgetrust.offload.config import AgentConfig
 from edgetrust.offload.models import DEFAULT_MODEL, Sample, digit_samples
 from edgetrust.offload.runtime import Prediction
+from edgetrust.offload.setup import init_agent_directory
 from edgetrust.onboarding.store import SqlRegistryStore
 
 __all__ = ["REVOCATION_BUDGET_S", "agent_step", "classification_step", "revocation_step"]
@@ -61,35 +60,19 @@ def _prediction(p: Prediction) -> dict[str, Any]:
 
 def agent_step(state: DemoState, step: StepLog) -> None:
     keys, server = need(state.keys, "verifier keys"), need(state.server, "verifier")
-    directory = state.workdir / "agent"
-    directory.mkdir(mode=0o700)
-    key = generate_private_key(KeyAlgorithm.P256)
-    cert = build_server_certificate(
-        public_key=key.public_key(),
-        issuer=keys.cluster_ca,
-        dns_names=["localhost"],
-        ip_addresses=["127.0.0.1"],
+    files = init_agent_directory(  # what `edgetrust agent init` writes
+        state.workdir / "agent",
+        cluster_ca=keys.cluster_ca.issuer,
+        cluster_ca_certificates=[keys.cluster_ca_pem],
+        listen="127.0.0.1:0",
+        trust_domain=TRUST_DOMAIN,
+        feed=str(server.feed_address),
+        models=[DEFAULT_MODEL],
         lifetime=timedelta(days=1),
-        client_auth=True,  # the same pair follows the verifier's mTLS feed
+        heartbeat_interval_ms=200,
     )
-    write_private_key(directory / "agent.key", key)
-    write_certificates(directory / "agent.crt", [cert])
-    config_file = directory / "agent.toml"
-    config_file.write_text(
-        "# edgetrust agent serve --config agent.toml (written by edgetrust demo)\n"
-        "[agent]\n"
-        'listen = "127.0.0.1:0"\n'
-        f'trust_domain = "{TRUST_DOMAIN}"\n'
-        f'models = ["{DEFAULT_MODEL}"]\n\n'
-        "[tls]\n"
-        'cert = "agent.crt"\n'
-        'key = "agent.key"\n'
-        f'client_ca = "{state.cluster_ca_file}"\n\n'
-        "[revocation]\n"
-        f'feed = "{server.feed_address}"\n'
-        "heartbeat_interval_ms = 200\n",
-        encoding="utf-8",
-    )
+    [cert] = load_certificates(files.certificate.read_bytes())
+    config_file = files.config
     config = AgentConfig.load(config_file, environ={})  # the demo ignores EDGETRUST_AGENT_*
     agent = Agent(config).start()
     state.resources.callback(agent.stop, 0.5)
