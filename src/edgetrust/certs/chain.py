@@ -354,10 +354,25 @@ def dice_extensions(certificate: x509.Certificate) -> DiceExtensions:
 
 
 def _decode_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceExtensions:
-    """The decoded DICE extensions of one certificate (firmware-level values come from the
-    decoders' caches; a certificate's own set, with its UEID, is new for every device)."""
+    """The decoded DICE extensions of one certificate.
+
+    A set without a UEID (an alias certificate: TcbInfo, Open DICE inputs) is the firmware's
+    and repeats across a fleet, so it is cached by its bytes; a set with one is a device's own,
+    decoded every time (a cache of them would only ever miss).
+    """
     if not raw:
         return _NO_DICE
+    if any(oid == UEID_OID for oid, _ in raw):
+        return _build_dice(raw)
+    return _firmware_dice(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _firmware_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceExtensions:
+    return _build_dice(raw)
+
+
+def _build_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceExtensions:
     found = {oid: _DECODERS[oid](value) for oid, value in raw}
     tcb: TcbInfo | None = found.get(TCB_INFO_OID)
     multi: MultiTcbInfo | None = found.get(MULTI_TCB_INFO_OID)
