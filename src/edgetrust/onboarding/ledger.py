@@ -41,14 +41,13 @@ from edgetrust.onboarding.records import (
     RevocationKind,
     revocation_event,
 )
+from edgetrust.onboarding.statements import statements_for
 
 #: The digest that precedes the first audit entry.
 AUDIT_GENESIS = bytes(32)
 MAX_DETAIL = 64 * 1024
 
 # Built once (statement construction costs more than execution on the hot path).
-_AUDIT_LAST = select(s.audit.c.seq, s.audit.c.digest).order_by(s.audit.c.seq.desc()).limit(1)
-_AUDIT_INSERT = s.audit.insert()
 _REVOCATION_HEAD = select(func.coalesce(func.max(s.revocations.c.seq), 0))
 _REVOCATION_INSERT = s.revocations.insert().returning(*s.revocations.c)
 
@@ -80,7 +79,12 @@ def audit_digest(
 
 
 def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetime) -> AuditRecord:
-    """Append ``event`` at ``now`` inside the caller's transaction (call it last: it locks)."""
+    """Append ``event`` at ``now`` inside the caller's write transaction.
+
+    Takes the audit writers' lock (PostgreSQL; a transaction that appends should take it first,
+    before any row lock: see :mod:`edgetrust.onboarding.store`) and remembers the new head for
+    the next append of the same transaction (a batch of issuances reads the head once).
+    """
     try:
         detail = canonical_json(event.detail)
     except (TypeError, ValueError) as e:
@@ -88,12 +92,18 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
     if len(detail) > MAX_DETAIL:
         raise OversizeError(f"audit detail is longer than {MAX_DETAIL} characters")
     db.serialize(conn, "audit")
-    last = conn.execute(_AUDIT_LAST).first()
-    seq = 1 if last is None else int(last.seq) + 1
-    previous = AUDIT_GENESIS if last is None else bytes.fromhex(last.digest)
+    state = db.state(conn)
+    sql = statements_for(db.dialect)
+    cursor = state.cursor
+    head = state.audit_head
+    if head is None:
+        cursor.execute(sql.audit_last)
+        last = cursor.fetchone()
+        head = (0, AUDIT_GENESIS) if last is None else (int(last[0]), bytes.fromhex(last[1]))
+    seq = head[0] + 1
     at = now.astimezone(UTC)
     digest = audit_digest(
-        previous,
+        head[1],
         seq=seq,
         at=at,
         actor=event.actor,
@@ -101,18 +111,11 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
         subject=event.subject,
         detail=detail,
     )
-    conn.execute(
-        _AUDIT_INSERT,
-        {
-            "seq": seq,
-            "at": at,
-            "actor": event.actor,
-            "action": event.action,
-            "subject": event.subject,
-            "detail": detail,
-            "digest": digest.hex(),
-        },
+    cursor.execute(
+        sql.audit_insert,
+        (seq, sql.time(at), event.actor, event.action, event.subject, detail, digest.hex()),
     )
+    state.audit_head = (seq, digest)
     return AuditRecord(
         seq=seq,
         at=at,

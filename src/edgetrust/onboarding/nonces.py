@@ -14,6 +14,26 @@ Refusals are distinct :class:`~edgetrust.errors.NonceError` subclasses:
 * :class:`~edgetrust.errors.NonceSessionError` -- issued to another session. This refusal does
   *not* burn the nonce: a party that saw a nonce on the wire cannot spoil it for its session.
 
+**Durability.** Issuing a nonce is a write that does *not* wait for the disk
+(``Database.write(durable=False)``: no fsync for SQLite FULL, ``synchronous_commit = off`` for
+PostgreSQL), while consuming one -- with the issuance it admits, or as the burn after a refusal --
+is a durable write. This is safe because a nonce only has to exist until it is consumed:
+
+* both databases replay their log as a prefix after a crash, and the consuming transaction commits
+  after the issuing one, so when a consumption (and the certificate it admitted) is durable, the
+  nonce's insert is too. Nothing durable can refer to a lost nonce;
+* what a power cut (or an operating-system or PostgreSQL-server crash) can lose is nonces that were
+  handed out but not yet consumed. Their devices then get ``nonce_unknown`` -- a refusal, the
+  safe direction -- and ask for a new challenge; a verifier restarting after such a crash has
+  dropped those devices' connections anyway. A crash of the verifier process alone (SIGKILL)
+  loses nothing: the commit is in the operating system's cache (SQLite WAL) or in the server;
+* single use is untouched: it is decided by the consuming ``UPDATE ... WHERE used_at IS NULL``
+  (row lock, or SQLite's write lock) in a durable transaction. A lost *insert* can only make a
+  nonce unknown, never usable twice, and a nonce value is 32 random bytes, never issued again.
+
+Under load the nonce inserts share group commits with issuances anyway; alone, the Challenge call
+no longer waits for a disk flush (1-5 ms here).
+
 Expired nonces are deleted ``retention`` after their expiry (opportunistically, at most once per
 ``purge_interval`` of the ``now`` values seen), which keeps the table as small as the traffic of a
 few minutes. Time is always a parameter.

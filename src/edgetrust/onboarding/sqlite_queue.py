@@ -1,8 +1,7 @@
-"""Queue a process's writes to an SQLite registry on one lock (see :class:`SqliteWriteQueue`)."""
+"""The verifier's view of an SQLite registry (see :class:`SqliteWriteQueue`)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,21 +21,21 @@ __all__ = ["SqliteWriteQueue"]
 
 
 class SqliteWriteQueue:
-    """The verifier's view of an SQLite registry: its writers queue on one in-process lock.
+    """The verifier's view of an SQLite registry: the writes and reads the verifier makes.
 
     SQLite has one write lock; a writer that finds it taken waits in SQLite's busy handler, which
     *sleeps* (1, 2, 5, ... up to 100 ms per retry) instead of queueing. Under load that turned a
-    ~1 ms transaction into a p99 of 1-2 s here. Taking a process-wide lock first makes this
-    process's writers queue in order and wake as soon as the previous one commits; other
-    processes (the CLI, a second verifier) still meet the busy handler, rarely. Reads, and every
-    transaction's own semantics, are unchanged.
+    ~1 ms transaction into a p99 of 1-2 s here. This class used to put a process-wide lock in
+    front of every write; the queueing now lives in the registry itself
+    (:meth:`Database.write <edgetrust.onboarding.database.Database.write>`: a group commit, where
+    this process's concurrent writes share one transaction and one commit), so a second lock here
+    would only split the batches again. It forwards; kept for callers that wrap a store in it.
     """
 
     def __init__(self, store: SqlRegistryStore) -> None:
         self._store = store
-        self._lock = threading.Lock()
 
-    # writes (queued)
+    # writes (group-committed by the store)
 
     def issue_nonce(
         self,
@@ -47,18 +46,15 @@ class SqliteWriteQueue:
         ttl: timedelta,
         device_hint: str | None = None,
     ) -> NonceRecord:
-        with self._lock:
-            return self._store.issue_nonce(
-                value=value, session=session, now=now, ttl=ttl, device_hint=device_hint
-            )
+        return self._store.issue_nonce(
+            value=value, session=session, now=now, ttl=ttl, device_hint=device_hint
+        )
 
     def consume_nonce(self, value: bytes, *, session: str | None, now: datetime) -> NonceRecord:
-        with self._lock:
-            return self._store.consume_nonce(value, session=session, now=now)
+        return self._store.consume_nonce(value, session=session, now=now)
 
     def purge_nonces(self, *, expired_before: datetime) -> int:
-        with self._lock:
-            return self._store.purge_nonces(expired_before=expired_before)
+        return self._store.purge_nonces(expired_before=expired_before)
 
     def record_issuance(
         self,
@@ -70,15 +66,14 @@ class SqliteWriteQueue:
         detail: Mapping[str, Any] | None = None,
         nonce: NonceClaim | None = None,
     ) -> IssuanceReceipt:
-        with self._lock:
-            return self._store.record_issuance(
-                device=device,
-                certificate=certificate,
-                actor=actor,
-                now=now,
-                detail=detail,
-                nonce=nonce,
-            )
+        return self._store.record_issuance(
+            device=device,
+            certificate=certificate,
+            actor=actor,
+            now=now,
+            detail=detail,
+            nonce=nonce,
+        )
 
     # reads (straight through)
 

@@ -19,7 +19,16 @@ Concurrency guarantees (SQLite file shared by processes, or PostgreSQL shared by
   under a lock held until commit (PostgreSQL: an advisory lock; SQLite: the write lock), so a
   feed reader that has seen ``seq = n`` never later sees a smaller one appear, and the audit hash
   chain is linear.
-  Lock order, everywhere: nonce row -> device row -> certificate rows -> revocations -> audit.
+  Lock order, everywhere: audit -> nonce row -> device row -> certificate rows -> revocations. A
+  transaction that will append to the audit log takes the audit lock *first* (PostgreSQL): with
+  group commit one transaction carries many writes, and a batch that held the audit lock while
+  waiting for a row that another replica's batch held while waiting for the audit lock would
+  deadlock. Writes without an audit entry (nonce issue and consumption) take only their row.
+
+Writes go through :meth:`Database.write <edgetrust.onboarding.database.Database.write>` and so
+through its group commit; the hot ones (nonces, issuance, audit) run hand-written statements on the
+driver's cursor (:mod:`edgetrust.onboarding.statements`). A nonce insert is written with
+``durable=False``: see :mod:`edgetrust.onboarding.nonces` for why that is safe.
 
 Time is a parameter (``now``, aware datetimes); the store never reads the clock.
 """
@@ -28,12 +37,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from sqlalchemy import Connection, Executable, Row, bindparam, func, or_, select
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import URL
 
 from edgetrust.errors import (
@@ -78,42 +84,10 @@ from edgetrust.onboarding.records import (
     check_text,
     check_ueid,
 )
+from edgetrust.onboarding.statements import statements_for
 
 _ACTIVE = DeviceStatus.ACTIVE.value
 _REVOKED = DeviceStatus.REVOKED.value
-
-
-# Hot-path statements, built once: building a Core statement and its cache key on every call
-# costs more than executing it (measured with bench/registry_store.py).
-_n, _d, _c = s.nonces, s.devices, s.certificates
-_NONCE_INSERT = _n.insert()
-_NONCE_CONSUME = (
-    _n.update()
-    .where(_n.c.value == bindparam("v"), _n.c.used_at.is_(None), _n.c.expires_at > bindparam("now"))
-    .where(or_(_n.c.session.is_(None), _n.c.session == bindparam("b_session")))
-    .values(used_at=bindparam("now"))
-    .returning(*_n.c)
-)
-_NONCE_SELECT = select(_n).where(_n.c.value == bindparam("v"))
-_DEVICE_REFRESH = (
-    _d.update()
-    .where(_d.c.ueid == bindparam("u"), _d.c.status == _ACTIVE)
-    .where(_d.c.device_id_fingerprint == bindparam("fp"))
-    .values(
-        product=bindparam("p_product"),
-        device_id_pem=bindparam("p_pem"),
-        updated_at=bindparam("now"),
-    )
-    .returning(*_d.c)
-)
-_DEVICE_LOCK = select(_d).where(_d.c.ueid == bindparam("u")).with_for_update()
-_CERT_INSERT = _c.insert().returning(*_c.c)
-
-
-def _device_insert_if_absent(dialect: str) -> Executable:
-    """``INSERT ... ON CONFLICT (ueid) DO NOTHING RETURNING *`` in the dialect's construct."""
-    insert = pg_insert(_d) if dialect == "postgresql" else sqlite_insert(_d)
-    return insert.on_conflict_do_nothing(index_elements=[_d.c.ueid]).returning(*_d.c)
 
 
 class RegistryStore(NonceStore, Protocol):
@@ -186,7 +160,7 @@ class SqlRegistryStore:
         except BaseException:
             self._db.dispose()
             raise
-        self._device_insert = _device_insert_if_absent(self._db.dialect)
+        self._sql = statements_for(self._db.dialect)
 
     @property
     def dialect(self) -> str:
@@ -241,14 +215,13 @@ class SqlRegistryStore:
             expires_at=now + ttl,
             used_at=None,
         )
-        row = {
-            "value": value.hex(),
-            "session": session,
-            "device_hint": device_hint,
-            "created_at": now,
-            "expires_at": record.expires_at,
-        }
-        self._db.write(lambda conn: conn.execute(_NONCE_INSERT, row))
+        sql = self._sql
+        row = (value.hex(), session, device_hint, sql.time(now), sql.time(record.expires_at))
+        # Not durable on its own: a nonce matters only once consumed, by a durable transaction
+        # that commits after this one (and so makes it durable too). See onboarding.nonces.
+        self._db.write(
+            lambda conn: self._db.cursor(conn).execute(sql.nonce_insert, row), durable=False
+        )
         return record
 
     def consume_nonce(self, value: bytes, *, session: str | None, now: datetime) -> NonceRecord:
@@ -260,7 +233,26 @@ class SqlRegistryStore:
         """
         now = aware(now)
         claim = NonceClaim(value=value, session=session)
-        return self._db.write(lambda conn: _consume(conn, claim, now))
+        sql = self._sql
+
+        def work(conn: Connection) -> NonceRecord:
+            cursor = self._db.cursor(conn)
+            _check_nonce_length(claim)
+            t = sql.time(now)
+            cursor.execute(sql.nonce_consume_returning, (t, claim.value.hex(), t, claim.session))
+            used = cursor.fetchone()
+            if used is None:
+                self._refuse_nonce(cursor, claim, now)
+            return NonceRecord(
+                value=bytes.fromhex(used[0]),
+                session=used[1],
+                device_hint=used[2],
+                created_at=sql.read_time(used[3]),
+                expires_at=sql.read_time(used[4]),
+                used_at=sql.read_time(used[5]),
+            )
+
+        return self._db.write(work)
 
     def purge_nonces(self, *, expired_before: datetime) -> int:
         """Delete nonces that expired before ``expired_before``; returns how many."""
@@ -298,30 +290,33 @@ class SqlRegistryStore:
         ueid_hex = device.ueid.hex()
         serial = rec.serial_hex(certificate.serial)
 
+        sql = self._sql
+        certificate_row = (
+            serial,
+            ueid_hex,
+            certificate.spiffe_id,
+            sql.time(certificate.not_before),
+            sql.time(certificate.not_after),
+            certificate.pem,
+            sql.time(now),
+            None if nonce is None else nonce.value.hex(),
+        )
+
         def work(conn: Connection) -> IssuanceReceipt:
+            self._db.serialize(conn, "audit")  # first: see the lock order (module docstring)
+            cursor = self._db.cursor(conn)
             if nonce is not None:
-                _consume(conn, nonce, now)
-            row, new_device = self._lock_or_create_device(conn, device, now)
-            if row.status == _REVOKED:
+                self._consume(cursor, nonce, now)
+            row, new_device = self._lock_or_create_device(cursor, device, now)
+            if row.status is not DeviceStatus.ACTIVE:
                 raise RevokedError(f"device {ueid_hex} is revoked")
-            if row.device_id_fingerprint != device.device_id_fingerprint.hex():
+            if row.device_id_fingerprint != device.device_id_fingerprint:
                 raise DeviceConflictError(
                     f"device {ueid_hex} is registered with another DeviceID key"
                 )
-            values = {
-                "serial": serial,
-                "ueid": ueid_hex,
-                "spiffe_id": certificate.spiffe_id,
-                "not_before": certificate.not_before,
-                "not_after": certificate.not_after,
-                "pem": certificate.pem,
-                "issued_at": now,
-                "nonce": None if nonce is None else nonce.value.hex(),
-                "revoked_at": None,
-            }
             try:
-                cert_row = conn.execute(_CERT_INSERT, values).one()
-            except sa_exc.IntegrityError as e:  # the transaction is rolled back as we leave
+                cursor.execute(sql.certificate_insert, certificate_row)
+            except self._db.driver_integrity_error as e:  # rolled back as we leave
                 raise DuplicateRecordError(
                     f"certificate serial {serial} (or its nonce) is already recorded"
                 ) from e
@@ -344,8 +339,18 @@ class SqlRegistryStore:
                 now,
             )
             return IssuanceReceipt(
-                device=rec.device_record(row),
-                certificate=rec.certificate_record(cert_row),
+                device=row,
+                certificate=CertificateRecord(
+                    serial=certificate.serial,
+                    ueid=device.ueid,
+                    spiffe_id=certificate.spiffe_id,
+                    not_before=aware(certificate.not_before),
+                    not_after=aware(certificate.not_after),
+                    pem=certificate.pem,
+                    issued_at=now,
+                    revoked_at=None,
+                    nonce=None if nonce is None else nonce.value,
+                ),
                 audit_seq=entry.seq,
                 new_device=new_device,
             )
@@ -353,9 +358,9 @@ class SqlRegistryStore:
         return self._db.write(work)
 
     def _lock_or_create_device(
-        self, conn: Connection, device: DeviceRegistration, now: datetime
-    ) -> tuple[Row[Any], bool]:
-        """Lock the device row or create it; ``(row, created)``.
+        self, cursor: Any, device: DeviceRegistration, now: datetime
+    ) -> tuple[DeviceRecord, bool]:
+        """Lock the device row or create it; ``(record, created)``.
 
         An active row with the same DeviceID key is refreshed (product, DeviceID certificate,
         ``updated_at``) by the UPDATE that locks it: one statement for a renewal. A new device is
@@ -363,33 +368,81 @@ class SqlRegistryStore:
         same UEID and then does nothing). Anything else (revoked, another key, or inserted by
         another replica meanwhile) is locked as it is and judged by the caller.
         """
-        key = {
-            "u": device.ueid.hex(),
-            "fp": device.device_id_fingerprint.hex(),
-            "p_product": device.product,
-            "p_pem": device.device_id_pem,
-            "now": now,
-        }
-        refreshed = conn.execute(_DEVICE_REFRESH, key).first()
+        sql = self._sql
+        ueid_hex = device.ueid.hex()
+        fingerprint_hex = device.device_id_fingerprint.hex()
+        t_now = sql.time(now)
+        cursor.execute(
+            sql.device_refresh,
+            (device.product, device.device_id_pem, t_now, ueid_hex, fingerprint_hex),
+        )
+        refreshed = cursor.fetchone()
         if refreshed is not None:
-            return refreshed, False
-        row = {
-            "ueid": key["u"],
-            "product": device.product,
-            "status": _ACTIVE,
-            "device_id_pem": device.device_id_pem,
-            "device_id_fingerprint": key["fp"],
-            "created_at": now,
-            "updated_at": now,
-            "revoked_at": None,
-        }
-        created = conn.execute(self._device_insert, row).first()
-        if created is not None:
-            return created, True
-        existing = conn.execute(_DEVICE_LOCK, key).first()  # FOR UPDATE: a no-op on SQLite
+            record = DeviceRecord(
+                ueid=device.ueid,
+                product=device.product,
+                status=DeviceStatus.ACTIVE,
+                device_id_pem=device.device_id_pem,
+                device_id_fingerprint=device.device_id_fingerprint,
+                created_at=sql.read_time(refreshed[0]),
+                updated_at=now,
+                revoked_at=None if refreshed[1] is None else sql.read_time(refreshed[1]),
+            )
+            return record, False
+        cursor.execute(
+            sql.device_insert,
+            (ueid_hex, device.product, device.device_id_pem, fingerprint_hex, t_now, t_now),
+        )
+        if cursor.rowcount == 1:
+            record = DeviceRecord(
+                ueid=device.ueid,
+                product=device.product,
+                status=DeviceStatus.ACTIVE,
+                device_id_pem=device.device_id_pem,
+                device_id_fingerprint=device.device_id_fingerprint,
+                created_at=now,
+                updated_at=now,
+                revoked_at=None,
+            )
+            return record, True
+        cursor.execute(sql.device_lock, (ueid_hex,))  # FOR UPDATE on PostgreSQL
+        existing = cursor.fetchone()
         if existing is None:  # pragma: no cover - rows are never deleted
-            raise StoreError(f"device {key['u']} vanished while being registered")
-        return existing, False
+            raise StoreError(f"device {ueid_hex} vanished while being registered")
+        record = DeviceRecord(
+            ueid=bytes.fromhex(existing[0]),
+            product=existing[1],
+            status=DeviceStatus(existing[2]),
+            device_id_pem=existing[3],
+            device_id_fingerprint=bytes.fromhex(existing[4]),
+            created_at=sql.read_time(existing[5]),
+            updated_at=sql.read_time(existing[6]),
+            revoked_at=None if existing[7] is None else sql.read_time(existing[7]),
+        )
+        return record, False
+
+    def _consume(self, cursor: Any, claim: NonceClaim, now: datetime) -> None:
+        """Consume ``claim`` inside the caller's transaction, or raise its NonceError."""
+        _check_nonce_length(claim)
+        sql = self._sql
+        t = sql.time(now)
+        cursor.execute(sql.nonce_consume, (t, claim.value.hex(), t, claim.session))
+        if cursor.rowcount != 1:
+            self._refuse_nonce(cursor, claim, now)
+
+    def _refuse_nonce(self, cursor: Any, claim: NonceClaim, now: datetime) -> NoReturn:
+        """Why ``claim`` could not be consumed (the UPDATE matched no row)."""
+        sql = self._sql
+        cursor.execute(sql.nonce_state, (claim.value.hex(),))
+        row = cursor.fetchone()
+        if row is None:
+            raise UnknownNonceError("unknown nonce")
+        if row[0] is not None:
+            raise NonceReplayError("nonce already used")
+        expires_at = sql.read_time(row[1])
+        if expires_at <= now:
+            raise NonceExpiredError(f"nonce expired at {expires_at.isoformat()}")
+        raise NonceSessionError("nonce was issued to another session")
 
     def find_device(self, ueid: bytes) -> DeviceRecord | None:
         check_ueid(ueid)
@@ -450,6 +503,7 @@ class SqlRegistryStore:
         d, c = s.devices, s.certificates
 
         def work(conn: Connection) -> RevocationEvent:
+            self._db.serialize(conn, "audit")  # first: see the lock order (module docstring)
             changed = conn.execute(
                 d.update()
                 .where(d.c.ueid == ueid_hex, d.c.status == _ACTIVE)
@@ -496,6 +550,7 @@ class SqlRegistryStore:
         c = s.certificates
 
         def work(conn: Connection) -> RevocationEvent:
+            self._db.serialize(conn, "audit")  # first: see the lock order (module docstring)
             changed = conn.execute(
                 c.update()
                 .where(c.c.serial == serial_hex, c.c.revoked_at.is_(None))
@@ -596,6 +651,7 @@ class SqlRegistryStore:
         }
 
         def work(conn: Connection) -> EndorsementRecord:
+            self._db.serialize(conn, "audit")  # first: see the lock order (module docstring)
             row = conn.execute(e.update().where(*key).values(**values).returning(*e.c)).first()
             replaced = row is not None
             if row is None:
@@ -668,24 +724,12 @@ class SqlRegistryStore:
             after = rows[-1].seq
 
 
-# ---------------------------------------------------------------------- transaction steps
+# ---------------------------------------------------------------------- helpers
 
 
-def _consume(conn: Connection, claim: NonceClaim, now: datetime) -> NonceRecord:
+def _check_nonce_length(claim: NonceClaim) -> None:
     if not MIN_NONCE <= len(claim.value) <= MAX_NONCE:
         raise UnknownNonceError("unknown nonce (wrong length)")
-    params = {"v": claim.value.hex(), "now": now, "b_session": claim.session}
-    used = conn.execute(_NONCE_CONSUME, params).first()
-    if used is not None:
-        return rec.nonce_record(used)
-    row = conn.execute(_NONCE_SELECT, params).first()
-    if row is None:
-        raise UnknownNonceError("unknown nonce")
-    if row.used_at is not None:
-        raise NonceReplayError("nonce already used")
-    if row.expires_at <= now:
-        raise NonceExpiredError(f"nonce expired at {row.expires_at.isoformat()}")
-    raise NonceSessionError("nonce was issued to another session")
 
 
 if TYPE_CHECKING:  # mypy proves that the SQL store implements the whole interface

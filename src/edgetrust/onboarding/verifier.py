@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,7 +65,6 @@ from edgetrust.onboarding.revocation_feed import (
     RevocationSource,
     RevocationsServicer,
 )
-from edgetrust.onboarding.sqlite_queue import SqliteWriteQueue
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.workspace import VerifierKeys
 
@@ -130,6 +129,12 @@ class Metrics:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _counts: dict[str, int] = field(default_factory=dict)
     _attest_seconds: float = 0.0
+    #: more counters read at snapshot time (e.g. the registry's write batches)
+    _sources: list[Callable[[], Mapping[str, int]]] = field(default_factory=list, repr=False)
+
+    def add_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        with self._lock:
+            self._sources.append(source)
 
     def bump(self, name: str, by: int = 1) -> None:
         with self._lock:
@@ -143,6 +148,8 @@ class Metrics:
         with self._lock:
             data: dict[str, float] = dict(sorted(self._counts.items()))
             data["attest_seconds_total"] = round(self._attest_seconds, 6)
+            for source in self._sources:
+                data.update(source())
             return data
 
 
@@ -489,9 +496,8 @@ def build_verifier_server(
     clock: Callable[[], datetime] | None = None,
 ) -> VerifierServer:
     """A verifier server (not started) over ``store`` with the workspace's ``keys``."""
-    registry: SqlRegistryStore | SqliteWriteQueue = (
-        SqliteWriteQueue(store) if store.dialect == "sqlite" else store
-    )
+    # Concurrent writes (nonces, issuances) are group-committed by the store itself.
+    registry = store
     certifier = Certifier(
         ca=keys.cluster_ca,
         chain=keys.cluster_ca.chain,
@@ -507,6 +513,8 @@ def build_verifier_server(
         settings=settings.attestation,
         **({"clock": clock} if clock is not None else {}),
     )
+    metrics = Metrics()
+    metrics.add_source(store.database.stats)
     return VerifierServer(
         core=core,
         tls=ServerTLS(
@@ -520,4 +528,5 @@ def build_verifier_server(
         workers=settings.workers,
         limits=settings.limits,
         feed_settings=settings.feed,
+        metrics=metrics,
     )
