@@ -362,8 +362,9 @@ def _decode_dice(raw: tuple[tuple[x509.ObjectIdentifier, bytes], ...]) -> DiceEx
     """
     if not raw:
         return _NO_DICE
-    if any(oid == UEID_OID for oid, _ in raw):
-        return _build_dice(raw)
+    for oid, _ in raw:
+        if oid == UEID_OID:
+            return _build_dice(raw)
     return _firmware_dice(raw)
 
 

@@ -107,6 +107,19 @@ def test_bundle_going_on_above_a_trusted_intermediate(kind: str, good: factory.C
     assert result.anchor == device_id
 
 
+def test_firmware_extensions_are_shared_across_devices_and_ueids_are_not_cached() -> None:
+    # Two devices on the same firmware: the alias certificates' TcbInfo bytes are equal, so
+    # their decoded values come from the (firmware-level) cache; UEIDs are decoded each time.
+    first, second = build("p256"), build("p256")
+    one = validate_chain(first.certs, [first.root], NOW)
+    two = validate_chain(second.certs, [second.root], NOW)
+    assert one.entries[0].dice is two.entries[0].dice
+    assert one.entries[1].tcb_info[0] is two.entries[1].tcb_info[0]
+    again = validate_chain(first.certs, [first.root], NOW)
+    assert again.entries[2].ueid == one.entries[2].ueid
+    assert again.entries[2].dice is not one.entries[2].dice
+
+
 def test_p384_chain_validates() -> None:
     p384 = build("p384")
     assert validate_chain(p384.certs, [p384.root], NOW).validator == "cryptography"
