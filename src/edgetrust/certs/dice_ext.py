@@ -170,7 +170,8 @@ _FLAG_NAMES: Final = {
 }
 
 
-_NO_FLAGS: Final = OperationalFlag(0)
+_FLAG_NAMES_BY_BIT: Final = {int(flag): name for flag, name in _FLAG_NAMES.items()}
+_KNOWN_BITS: Final = sum(_FLAG_NAMES_BY_BIT)
 # Each octet with its bits in reverse order (see OperationalFlags._to_asn1).
 _REVERSED_BITS: Final = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
@@ -184,7 +185,10 @@ class OperationalFlags:
     value re-encodes to the same bytes.
     """
 
-    value: OperationalFlag = _NO_FLAGS
+    #: The bits as a plain ``int`` (test one with ``flag in flags``). Not an
+    #: :class:`OperationalFlag`: the enum keeps every distinct value it is called with, so
+    #: device-chosen bit patterns would grow the verifier's memory without bound.
+    value: int = 0
     width: int = 32
 
     def __post_init__(self) -> None:
@@ -192,8 +196,13 @@ class OperationalFlags:
             raise DiceExtensionError(f"flags width out of range: {self.width!r}")
         if not isinstance(self.value, int) or self.value < 0 or self.value >> self.width:
             raise DiceExtensionError(f"flags {self.value!r} do not fit in {self.width} bits")
-        if not isinstance(self.value, OperationalFlag):
-            object.__setattr__(self, "value", OperationalFlag(self.value))
+        if type(self.value) is not int:
+            object.__setattr__(self, "value", int(self.value))
+
+    @property
+    def known(self) -> OperationalFlag:
+        """The bits the TCG profile names, as an :class:`OperationalFlag` (unnamed bits dropped)."""
+        return OperationalFlag(self.value & _KNOWN_BITS)
 
     def __contains__(self, flag: OperationalFlag) -> bool:
         return bool(self.value & flag)
@@ -217,7 +226,7 @@ class OperationalFlags:
     def names(self) -> tuple[str, ...]:
         """The set bits by their specification names (``bit12`` for an unnamed bit)."""
         return tuple(
-            _FLAG_NAMES.get(OperationalFlag(1 << bit), f"bit{bit}")
+            _FLAG_NAMES_BY_BIT.get(1 << bit, f"bit{bit}")
             for bit in range(self.width)
             if self.value >> bit & 1
         )
@@ -233,10 +242,8 @@ class OperationalFlags:
     def _from_asn1(cls, value: asn1.BitString) -> OperationalFlags:
         octets = value.as_bytes()
         number = int.from_bytes(octets.translate(_REVERSED_BITS), "little")
-        # The enum's own table of the values it has made: calling the enum costs ~0.4 us.
-        flag = OperationalFlag._value2member_map_.get(number)
         return cls(
-            value=flag if isinstance(flag, OperationalFlag) else OperationalFlag(number),
+            value=number,
             width=len(octets) * 8 - value.padding_bits(),
         )
 

@@ -363,3 +363,17 @@ def test_decoders_raise_only_our_errors(data: bytes) -> None:
     for decode in DECODERS:
         with contextlib.suppress(DiceExtensionError, ASN1Error):
             decode(data)
+
+
+def test_device_chosen_flag_patterns_do_not_grow_the_enum() -> None:
+    """Distinct flag bit patterns from devices must not be cached by the OperationalFlag enum."""
+    from edgetrust.certs.dice_ext import OperationalFlag, OperationalFlags
+
+    before = len(OperationalFlag._value2member_map_)
+    for n in range(1, 500):
+        flags = OperationalFlags(value=(n << 9) | 1, width=32)  # unnamed bits 9.. + notConfigured
+        decoded = OperationalFlags._from_asn1(flags._to_asn1())
+        assert decoded.value == flags.value
+        assert decoded.not_configured
+        assert f"bit{9 + (n & -n).bit_length() - 1}" in decoded.names()
+    assert len(OperationalFlag._value2member_map_) - before <= 2
