@@ -308,9 +308,16 @@ class BootState:
     chain: tuple[x509.Certificate, ...]
     measurements: tuple[eat.Measurement, ...]
 
+    #: ``chain`` in DER, encoded once per boot (every onboarding sends it).
+    _chain_der: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        der = tuple(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+        object.__setattr__(self, "_chain_der", der)
+
     @property
     def chain_der(self) -> tuple[bytes, ...]:
-        return tuple(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+        return self._chain_der
 
 
 class SimulatedDevice:

@@ -33,6 +33,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -247,6 +248,7 @@ class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[mis
         self._core = core
         self._limits = limits
         self._metrics = metrics
+        self._chains: dict[tuple[x509.Certificate, ...], list[bytes]] = {}
 
     def Challenge(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         hint: str = request.device_hint
@@ -322,20 +324,26 @@ class _VerifierServicer(verifier_pb2_grpc.VerifierServicer):  # type: ignore[mis
                 elapsed * 1000,
                 extra={"event": "attest", "outcome": "affirmed", "ueid": ueid},
             )  # fmt: skip
-        der = _der
         return verifier_pb2.AttestResponse(
             ear=outcome.ear,
             tier=outcome.tier,
             reasons=list(outcome.reasons),
-            certificate_der=der(cert),
-            certificate_chain_der=[der(c) for c in outcome.certificate_chain],
+            certificate_der=_der(cert),
+            certificate_chain_der=self._chain_der(outcome.certificate_chain),
             not_after_unix_ms=int(cert.not_valid_after_utc.timestamp() * 1000),
         )
 
+    def _chain_der(self, chain: tuple[x509.Certificate, ...]) -> list[bytes]:
+        """The issuers' DER (the same few chains every call: encoded once)."""
+        found = self._chains.get(chain)
+        if found is None:
+            found = [_der(c) for c in chain]
+            if len(self._chains) < 16:
+                self._chains[chain] = found
+        return found
+
 
 def _der(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
-
     return cert.public_bytes(Encoding.DER)
 
 
