@@ -184,19 +184,22 @@ def loads(
         raise CBORError("empty input: expected one CBOR data item")
     free = _READERS.free
     try:
-        reader = free.pop(max_depth, None) or _new_reader(max_depth)
+        reader = free.pop(max_depth, None)
+        if reader is None:
+            reader = _new_reader(max_depth)
+            if len(free) >= _MAX_FREE_READERS:
+                free.clear()
         stream, decoder = reader
         _reset_stream(stream, data)
         value = decoder.decode()
     except _DECODE_FAILURES as e:
         raise CBORError(f"invalid CBOR: {e}") from e
     consumed = stream.tell()
-    if len(free) < _MAX_FREE_READERS:
-        free[max_depth] = reader  # reached only after a successful decode
+    free[max_depth] = reader  # reached only after a successful decode
     # cbor2 leaves the stream right after the item it decoded (it seeks back over read-ahead).
     if consumed != size:
         raise CBORError(f"{size - consumed} trailing byte(s) after the CBOR data item")
-    if expect is not None:
+    if expect is not None and type(value) is not expect:  # (exactly the expected type: accepted)
         kinds = _WIDENED.get(expect) or _widen(expect)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise CBORError(

@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
-    encode_dss_signature,
 )
 
 from edgetrust.attest import cbor
@@ -350,8 +349,21 @@ def _sign1_from_value(
     return _sign1(inner, tagged)
 
 
-def _sign1(fields: object, tagged: bool) -> Sign1Message:
-    protected_bytes, protected, unprotected, payload, signature = _fields(fields, "COSE_Sign1")
+def _sign1(fields: Any, tagged: bool) -> Sign1Message:
+    protected: Header | None = None
+    if (type(fields) is tuple or type(fields) is list) and len(fields) == 4:
+        # the common case, checked inline: an already seen protected header, no unprotected one
+        protected_bytes, unprotected, payload, signature = fields
+        if (
+            type(protected_bytes) is bytes
+            and isinstance(unprotected, _MAP_TYPES)
+            and not unprotected
+            and (payload is None or type(payload) is bytes)
+            and type(signature) is bytes
+        ):
+            protected = _PROTECTED_CACHE.get(protected_bytes)
+    if protected is None:  # every other case: each rule with its own message
+        protected_bytes, protected, unprotected, payload, signature = _fields(fields, "COSE_Sign1")
     # every field checked by _fields: write the frozen instance through its slots (verify path)
     msg = object.__new__(Sign1Message)
     _SIGN1_PROTECTED_BYTES(msg, protected_bytes)
@@ -566,6 +578,26 @@ def default_algorithm(key: SigningKey | VerificationKey) -> Algorithm:
 # --------------------------------------------------------------------------------------------
 
 
+def _der_signature(raw: bytes, size: int) -> bytes:
+    """The DER ``ECDSA-Sig-Value`` of the fixed-width ``r || s`` (``size`` bytes each).
+
+    Equal to ``encode_dss_signature(r, s)`` (tested): each INTEGER minimal, with a leading zero
+    byte where its top bit is set; the SEQUENCE length in short form, or 0x81 + one byte (P-521).
+    """
+    r = raw[:size].lstrip(b"\0")
+    s = raw[size:].lstrip(b"\0")
+    if not r or r[0] & 0x80:
+        r = b"\0" + r
+    if not s or s[0] & 0x80:
+        s = b"\0" + s
+    r_len, s_len = len(r), len(s)
+    length = r_len + s_len + 4
+    head = (
+        bytes((0x30, length, 2, r_len)) if length < 128 else bytes((0x30, 0x81, length, 2, r_len))
+    )
+    return head + r + bytes((2, s_len)) + s
+
+
 def _verify_signature(key: PublicKey, alg: Algorithm, signature: bytes, data: bytes) -> None:
     try:
         if type(key) in _EC_PUBLIC_TYPES or isinstance(key, ec.EllipticCurvePublicKey):
@@ -574,9 +606,8 @@ def _verify_signature(key: PublicKey, alg: Algorithm, signature: bytes, data: by
                 raise SignatureError(
                     f"{alg.name} signature must be {2 * size} bytes, got {len(signature)}"
                 )
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), data, _ECDSA_SIGNATURE[alg])  # type: ignore[call-arg]
+            der = _der_signature(signature, size)
+            key.verify(der, data, _ECDSA_SIGNATURE[alg])  # type: ignore[call-arg]
         else:
             key.verify(signature, data)
     except InvalidSignature:
@@ -602,11 +633,47 @@ def verify_sign1(
         if isinstance(data_or_msg, Sign1Message)
         else decode_sign1(data_or_msg, require_tag=require_tag, outer_tags=outer_tags)
     )
-    alg = msg.alg
+    plan = _SIGN1_PLANS.get(msg.protected_bytes)
+    payload = msg.payload
+    if (
+        plan is not None
+        and plan[0] is msg.protected
+        and type(payload) is bytes
+        and not external_aad
+        and detached_payload is None
+    ):
+        # the common case: a cached protected header that names the algorithm (see _plan)
+        alg = plan[1]
+        to_be_signed = plan[2] + cbor.encode_bytes(payload)
+    else:
+        alg = msg.alg
+        to_be_signed = sig_structure(
+            msg, external_aad=external_aad, detached_payload=detached_payload
+        )
+        _plan(msg, alg)
     public_key = _signature_key(key, alg)
-    to_be_signed = sig_structure(msg, external_aad=external_aad, detached_payload=detached_payload)
     _verify_signature(public_key, alg, msg.signature, to_be_signed)
     return msg
+
+
+# protected header bytes -> (the cached decoded header, its algorithm, the Sig_structure prefix
+# for an empty external AAD). Kept only for headers in _PROTECTED_CACHE that carry ``alg``
+# themselves: then the algorithm depends on those bytes alone (a protected ``alg`` wins, and a
+# decoded message cannot also carry it unprotected), and ``plan[0] is msg.protected`` proves the
+# message's header is that cached one.
+_SIGN1_PLANS: dict[bytes, tuple[Header, Algorithm, bytes]] = {}
+
+
+def _plan(msg: Sign1Message, alg: Algorithm) -> None:
+    protected_bytes = msg.protected_bytes
+    if (
+        _PROTECTED_CACHE.get(protected_bytes) is msg.protected
+        and _ALG_LABEL in msg.protected
+        and len(_SIGN1_PLANS) < _PROTECTED_CACHE_MAX_ENTRIES
+    ):
+        body = protected_bytes if msg.protected else b""
+        prefix = b"\x84\x6aSignature1" + cbor.encode_bytes(body) + b"\x40"
+        _SIGN1_PLANS[protected_bytes] = (msg.protected, alg, prefix)
 
 
 def _hmac(key: SymmetricKey, alg: Algorithm, data: bytes) -> bytes:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -230,20 +230,38 @@ def _measurement(m: Any) -> Measurement:
 def _is_plain_measurement(m: Any) -> bool:
     """True for a measurement map of the common shape that Measurement._checked accepts as is:
     a dict with known fields only, every value of its exact type and size."""
-    if type(m) is not dict or not m.keys() <= _MEASUREMENT_FIELDS:
+    return _plain_report((m,))
+
+
+def _plain_report(report: Sequence[Any]) -> bool:
+    """True if every measurement of ``report`` is plain (see _is_plain_measurement)."""
+    try:
+        for m in report:
+            if type(m) is not dict:
+                return False
+            name, alg, digest = m[1], m[2], m[3]  # KeyError: not plain
+            if (
+                type(name) is not str
+                or not name
+                or type(alg) is not str
+                or type(digest) is not bytes
+                or len(digest) != _DIGEST_SIZE_OF(alg)
+            ):
+                return False
+            if len(m) > 3:  # (with exactly three fields, they are 1, 2 and 3)
+                if not m.keys() <= _MEASUREMENT_FIELDS:
+                    return False
+                get = m.get
+                version, svn, layer = get(4), get(5), get(6)
+                if (
+                    (version is not None and type(version) is not str)
+                    or (svn is not None and (type(svn) is not int or svn < 0))
+                    or (layer is not None and (type(layer) is not int or layer < 0))
+                ):
+                    return False
+    except KeyError:
         return False
-    get = m.get
-    name, alg, digest, version, svn, layer = get(1), get(2), get(3), get(4), get(5), get(6)
-    return (
-        type(name) is str
-        and name != ""
-        and type(alg) is str
-        and type(digest) is bytes
-        and len(digest) == _DIGEST_SIZE_OF(alg)
-        and (version is None or type(version) is str)
-        and (svn is None or (type(svn) is int and svn >= 0))
-        and (layer is None or (type(layer) is int and layer >= 0))
-    )
+    return True
 
 
 Submodule: TypeAlias = "EatClaims | bytes | tuple[Any, ...]"
@@ -337,9 +355,14 @@ _set_class: Final = object.__setattr__
 
 
 def _draft_of(cls: type) -> Any:
-    """The mutable twin of the frozen slotted dataclass ``cls`` (fields positional, in order)."""
+    """The mutable twin of the frozen slotted dataclass ``cls``: the same fields, in order, each
+    defaulting to None (positional or keyword; the caller passes every field without one)."""
     names = [f.name for f in dataclasses.fields(cls)]
-    draft = dataclasses.make_dataclass(f"_{cls.__name__}Draft", names, slots=True)
+    draft = dataclasses.make_dataclass(
+        f"_{cls.__name__}Draft",
+        [(name, Any, dataclasses.field(default=None)) for name in names],
+        slots=True,
+    )
     if draft.__slots__ != cls.__slots__:  # type: ignore[attr-defined]
         raise TypeError(f"the draft of {cls.__name__} does not have its slots")  # pragma: no cover
     _set_class(draft(*names), "__class__", cls)  # TypeError here if the layouts differ
@@ -451,12 +474,12 @@ def _measurements(
 ) -> tuple[Measurement | TypedContent, ...] | _PendingMeasurements:
     if profile != DEVICE_PROFILE:
         return _typed_contents(value, Claim.MEASUREMENTS)
-    if not cbor.is_array(value) or not value:
+    if not isinstance(value, _ARRAY_TYPES) or not value:
         raise ClaimError("claim measurements must be a non-empty array")
     out: list[Any] = []  # validated measurement maps (or, off the fast path, Measurements)
-    for entry in value:  # type: ignore[attr-defined]
+    for entry in value:
         if (
-            not cbor.is_array(entry)
+            not isinstance(entry, _ARRAY_TYPES)
             or len(entry) != 2
             or type(entry[0]) is not int
             or entry[0] != MEASUREMENT_CONTENT_FORMAT
@@ -469,24 +492,25 @@ def _measurements(
         report = cbor.loads(entry[1], expect=list)
         if not report:
             raise ClaimError("an empty measurement report")
-        if all(map(_is_plain_measurement, report)):
+        if _plain_report(report):
             out += report
         else:
             out += [m if _is_plain_measurement(m) else Measurement._checked(m) for m in report]
     return _PendingMeasurements(out)
 
 
-class _PendingMeasurements:
-    """Validated measurements of the device profile; the Measurement objects are built on first
+_ARRAY_TYPES: Final = (list, tuple)
+
+
+class _PendingMeasurements(tuple[Any, ...]):
+    """Validated measurements of the device profile: maps that passed _is_plain_measurement (or,
+    off that path, Measurements already built). The Measurement objects are built on the first
     read of ``EatClaims.measurements`` (see _ResolvingSlot)."""
 
-    __slots__ = ("entries",)
-
-    def __init__(self, entries: list[Any]) -> None:
-        self.entries = entries  # maps that passed _is_plain_measurement, or Measurements
+    __slots__ = ()
 
     def resolve(self) -> tuple[Measurement, ...]:
-        return tuple(_measurement(m) if type(m) is not Measurement else m for m in self.entries)
+        return tuple(_measurement(m) if type(m) is not Measurement else m for m in self)
 
 
 def _nonce(value: object) -> bytes | tuple[bytes, ...]:
@@ -509,7 +533,7 @@ def _cnf(
         pending = _pending_ec2_key(content)
         if pending is not None:
             return pending, None
-        # anything but a plain, valid uncompressed EC2 key: the full COSE_Key decoder, eagerly
+        # anything but a plain uncompressed EC2 key: the full COSE_Key decoder, at once
         key = decode_cose_key(content, error=ClaimError)
         if isinstance(key, cose.SymmetricKey):
             raise ClaimError("claim cnf: a symmetric COSE_Key cannot confirm a TLS key")
@@ -531,18 +555,16 @@ def _cnf(
 # through keys.decode_cose_key at once, with its own checks and messages.
 
 
-class _PendingKey:
-    """An EC2 public key whose structure was checked, not yet built (nor its point validated)."""
+class _PendingKey(tuple[ec.EllipticCurve, bytes]):
+    """An EC2 public key whose structure was checked, not yet built (nor its point validated):
+    ``(curve, 04 || x || y)``."""
 
-    __slots__ = ("curve", "point")
-
-    def __init__(self, curve: ec.EllipticCurve, point: bytes) -> None:
-        self.curve = curve
-        self.point = point  # 04 || x || y
+    __slots__ = ()
 
     def resolve(self) -> PublicKey:
+        curve, point = self
         try:
-            return ec.EllipticCurvePublicKey.from_encoded_point(self.curve, self.point)
+            return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
         except ValueError as e:  # as keys.decode_cose_key words it
             raise ClaimError(f"invalid EC2 key: {e}") from e
 
@@ -553,14 +575,16 @@ _EC2_CURVES: Final[dict[int, tuple[ec.EllipticCurve, int]]] = {
     2: (ec.SECP384R1(), 48),
     3: (ec.SECP521R1(), 66),
 }
-_EC2_LABELS: Final = frozenset({1, -1, -2, -3})
 
 
 def _pending_ec2_key(content: object) -> _PendingKey | None:
     """The key if ``content`` is exactly an uncompressed EC2 COSE_Key of a supported curve."""
-    if type(content) is not dict or content.keys() != _EC2_LABELS:
+    if type(content) is not dict or len(content) != 4:
         return None
-    kty, crv, x, y = content[1], content[-1], content[-2], content[-3]
+    try:  # four entries, all four labels: exactly the labels {1, -1, -2, -3}
+        kty, crv, x, y = content[1], content[-1], content[-2], content[-3]
+    except KeyError:
+        return None
     if type(kty) is not int or kty != 2 or type(crv) is not int:
         return None
     curve = _EC2_CURVES.get(crv)
@@ -568,7 +592,7 @@ def _pending_ec2_key(content: object) -> _PendingKey | None:
         return None
     if len(x) != curve[1] or len(y) != curve[1]:
         return None  # decode_cose_key rejects it, with its message
-    return _PendingKey(curve[0], b"\x04" + x + y)
+    return _PendingKey((curve[0], b"\x04" + x + y))
 
 
 class _ResolvingSlot:
@@ -759,6 +783,7 @@ _SPECS: Final[dict[int, tuple[int, type | None, float, int, _Decoder]]] = {
 _CNF_KEY_INDEX: Final = _SLOT_INDEX["cnf_key"]
 _CNF_KID_INDEX: Final = _SLOT_INDEX["cnf_kid"]
 _EXTRA_INDEX: Final = _SLOT_INDEX["extra"]
+_EAT_PROFILE_KEY: Final = int(Claim.EAT_PROFILE)
 # every EatClaims field at its default (all None) but ``extra``, which each decode fills anew
 _NO_CLAIMS: Final = [
     None if f.name == "extra" else f.default for f in dataclasses.fields(EatClaims)
@@ -774,27 +799,33 @@ def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
 
 def _decode_claims(claims: Mapping[Any, Any], _depth: int) -> EatClaims:
     """decode_claims, leaving the cnf key and the measurements to be built on first read."""
-    if not cbor.is_map(claims):
+    if type(claims) is dict:
+        if len(claims) == len(_PROFILE_KEYS):
+            profile_claims = _device_profile_claims(claims)
+            if profile_claims is not None:
+                return profile_claims
+    elif not cbor.is_map(claims):
         raise ClaimError("the claims-set must be a map")
-    profile = claims.get(Claim.EAT_PROFILE)
+    profile = claims.get(_EAT_PROFILE_KEY)
     values = _NO_CLAIMS.copy()
     extra: dict[int | str, Any] = {}
     specs = _SPECS
     for key, value in claims.items():
-        kind = type(key)
-        if kind is not int:
+        spec = specs.get(key)
+        if spec is None or type(key) is not int:  # (True == 1 and 1.0 == 1 find a spec too)
+            kind = type(key)
             if kind is str:
                 extra[key] = value
                 continue
             if not isinstance(key, int) or kind is bool:
                 raise ClaimError(f"claim key {key!r} is neither an integer nor text")
             key = int(key)  # an IntEnum label  # noqa: PLW2901
-        spec = specs.get(key)
-        if spec is None:
-            if key == 0:
-                raise ClaimError("claim key 0 is reserved (RFC 8392)")
-            extra[key] = value
-            continue
+            spec = specs.get(key)
+            if spec is None:
+                if key == 0:
+                    raise ClaimError("claim key 0 is reserved (RFC 8392)")
+                extra[key] = value
+                continue
         index, fast, lo, hi, decode = spec
         kind = type(value)
         if kind is fast and (
@@ -808,6 +839,89 @@ def _decode_claims(claims: Mapping[Any, Any], _depth: int) -> EatClaims:
     values[_EXTRA_INDEX] = extra
     # every value was validated above: build through the draft (see _draft_of)
     out = _EatClaimsDraft(*values)
+    _set_class(out, "__class__", EatClaims)
+    return out  # type: ignore[no-any-return]
+
+
+# The claims of a device-profile token as our devices make them (onboarding.device, the CLI):
+# exactly these claims, in the order of the deterministic encoding.
+_PROFILE_KEYS: Final = tuple(
+    int(c)
+    for c in (
+        Claim.IAT,
+        Claim.CNF,
+        Claim.EAT_NONCE,
+        Claim.UEID,
+        Claim.OEMID,
+        Claim.HWMODEL,
+        Claim.OEMBOOT,
+        Claim.DBGSTAT,
+        Claim.EAT_PROFILE,
+        Claim.SWNAME,
+        Claim.SWVERSION,
+        Claim.MEASUREMENTS,
+    )
+)
+# _device_profile_claims builds the draft positionally, in this field order
+_FIELD_ORDER: Final = [
+    "iss", "sub", "aud", "exp", "nbf", "iat", "cti", "cnf_key", "cnf_kid", "nonce", "ueid",
+    "sueids", "oemid", "hwmodel", "hwversion", "uptime", "oemboot", "dbgstat", "location",
+    "eat_profile", "submods", "bootcount", "bootseed", "dloas", "swname", "swversion",
+    "manifests", "measurements", "measres", "intuse", "extra",
+]  # fmt: skip
+if _EAT_FIELDS != _FIELD_ORDER:  # pragma: no cover - a changed EatClaims must update both
+    raise TypeError("EatClaims fields changed: update _device_profile_claims and _FIELD_ORDER")
+
+
+def _device_profile_claims(claims: dict[Any, Any]) -> EatClaims | None:
+    """The claims of a device-profile token in its usual form, checked in a straight line.
+
+    The same rules as the general loop of _decode_claims, for one shape: exactly the claims of
+    _PROFILE_KEYS, in that order, with integer keys, and every value of the exact type the
+    device makes (an integer iat, a single nonce, a one-element swversion, ...). Anything else,
+    including every value the rules refuse, returns None and takes the general loop, which
+    accepts it or raises the precise ClaimError. (Tests compare both on mutated claims-sets.)
+    """
+    try:  # int.__index__ refuses keys that only compare equal to integers (6.0)
+        if tuple(map(int.__index__, claims)) != _PROFILE_KEYS:
+            return None
+    except TypeError:
+        return None
+    iat, cnf, nonce, ueid, oemid, hwmodel, oemboot, dbgstat, profile, swname, swversion, meas = (
+        claims.values()
+    )
+    if not (
+        type(profile) is str
+        and profile == DEVICE_PROFILE
+        and type(iat) is int
+        and type(nonce) is bytes
+        and NONCE_MIN <= len(nonce) <= NONCE_MAX
+        and type(ueid) is bytes
+        and UEID_MIN <= len(ueid) <= UEID_MAX
+        and ((type(oemid) is bytes and len(oemid) in (3, 16)) or type(oemid) is int)
+        and type(hwmodel) is bytes
+        and HWMODEL_MIN <= len(hwmodel) <= HWMODEL_MAX
+        and type(oemboot) is bool
+        and type(dbgstat) is int
+        and type(swname) is str
+        and type(swversion) is list
+        and len(swversion) == 1
+        and type(swversion[0]) is str
+    ):
+        return None
+    status = _DEBUG_STATUS.get(dbgstat)
+    if status is None:
+        return None
+    version = _VersionDraft(swversion[0], None)
+    _set_class(version, "__class__", Version)
+    cnf_key, cnf_kid = _cnf(cnf)
+    measurements = _measurements(meas, profile)
+    # positional, in _FIELD_ORDER (keywords cost twice as much)
+    out = _EatClaimsDraft(
+        None, None, None, None, None, iat, None, cnf_key, cnf_kid, nonce, ueid, None, oemid,
+        hwmodel, None, None, oemboot, status, None, profile, None, None, None, None, swname,
+        version, None, measurements, None, None, {},
+    )  # fmt: skip
     _set_class(out, "__class__", EatClaims)
     return out  # type: ignore[no-any-return]
 
@@ -928,9 +1042,12 @@ def make_eat(
     return token
 
 
+_CWT_TAGS: Final = (CWT_TAG,)
+
+
 def _message(token: bytes, max_size: int) -> Sign1Message | Mac0Message:
     # tagged: Sign1 (18) or Mac0 (17); untagged: read as a Sign1
-    msg = cose.decode_message(token, outer_tags=(CWT_TAG,), untagged_as="sign1", max_size=max_size)
+    msg = cose.decode_message(token, outer_tags=_CWT_TAGS, untagged_as="sign1", max_size=max_size)
     if msg.payload is None:
         raise ClaimError("the EAT has a detached payload")
     return msg
@@ -1022,13 +1139,17 @@ def verify_eat(
     range) is validated when it is built: reading :attr:`EatClaims.cnf_key` of a token whose
     point is invalid raises the :class:`ClaimError` that :func:`decode_claims` raises at once.
     """
-    msg = _message(token, max_size)
+    msg = cose.decode_message(
+        token, outer_tags=_CWT_TAGS, untagged_as="sign1", max_size=max_size
+    )  # as _message
+    payload = msg.payload
+    if payload is None:
+        raise ClaimError("the EAT has a detached payload")
     if type(msg) is Sign1Message:
         cose.verify_sign1(msg, key, external_aad=external_aad)
     else:
         cose.verify_mac0(msg, key, external_aad=external_aad)  # type: ignore[arg-type]
-    # _message refused a detached payload
-    claims = _decode_claims(cbor.loads(msg.payload, max_size=max_size, expect=dict), 0)  # type: ignore[arg-type]
+    claims = _decode_claims(cbor.loads(payload, max_size=max_size, expect=dict), 0)
     if expected_nonce is not None:
         nonces = claims.nonces()
         if not nonces:

@@ -414,3 +414,113 @@ def test_mutated_tokens_never_verify() -> None:
             mutated[i] ^= bit
             with pytest.raises(EvidenceError):
                 eat.verify_eat(bytes(mutated), key)
+
+
+# ---- the DER form of ECDSA signatures --------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    size=st.sampled_from([32, 48, 66]),
+    data=st.data(),
+)
+def test_der_signature_is_encode_dss_signature(size: int, data: st.DataObject) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    byte = st.sampled_from([0x00, 0x00, 0x01, 0x7F, 0x80, 0xFF]) | st.integers(0, 255)
+    raw = bytes(data.draw(st.lists(byte, min_size=2 * size, max_size=2 * size)))
+    r, s = int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
+    assert cose._der_signature(raw, size) == encode_dss_signature(r, s)
+
+
+# ---- the device profile's claims checked in a straight line -----------------------------------
+
+
+def profile_payload() -> dict[Any, Any]:
+    key = ec.derive_private_key(0x715, ec.SECP256R1()).public_key()
+    claims = eat.EatClaims(
+        eat_profile=eat.DEVICE_PROFILE,
+        nonce=bytes(range(32)),
+        ueid=b"\x01" + bytes(range(32)),
+        iat=1_750_000_000,
+        oemid=b"\x00\x1b\x63",
+        hwmodel=b"esp32-s3",
+        swname="edgetrust-fw",
+        swversion=eat.Version(version="1.4.0"),
+        dbgstat=eat.DebugStatus.DISABLED_PERMANENTLY,
+        oemboot=True,
+        cnf_key=key,
+        measurements=(
+            eat.Measurement(name="boot", digest_alg="sha-256", digest=b"\x01" * 32, svn=2, layer=0),
+            eat.Measurement(name="model", digest_alg="sha-384", digest=b"\x02" * 48),
+        ),
+    )
+    payload: dict[Any, Any] = cbor.loads(eat.encode_claims(claims))
+    return payload
+
+
+def _outcome(decode: Any) -> tuple[str, Any]:
+    try:
+        claims = decode()
+        built = (claims, claims.cnf_key, claims.measurements)  # (builds the deferred fields)
+    except ClaimError as e:
+        return ("error", str(e))
+    return ("ok", built)
+
+
+PROFILE_VALUES = st.one_of(
+    VALUES,
+    st.sampled_from(
+        [
+            eat.DEVICE_PROFILE,
+            "urn:other",
+            ["1.0"],
+            ["1.0", 2],
+            [],
+            0,
+            4,
+            5,
+            -1,
+            1.5,
+            b"\x00" * 16,
+            b"\x00" * 3,
+            {1: {1: 2, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32}},
+            {3: b"kid"},
+            [[60, cbor.dumps([{1: "a", 2: "sha-256", 3: b"\x00" * 32}])]],
+            [[258, b"coswid"]],
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    changes=st.dictionaries(st.sampled_from(eat._PROFILE_KEYS), PROFILE_VALUES, max_size=3),
+    key_change=st.sampled_from(["none", "float", "enum", "drop", "add", "reorder"]),
+)
+def test_profile_fast_path_agrees_with_the_general_loop(
+    changes: dict[int, Any], key_change: str
+) -> None:
+    payload = profile_payload()
+    payload.update(changes)
+    if key_change == "float":
+        payload = {float(k) if k == 6 else k: v for k, v in payload.items()}
+    elif key_change == "enum":
+        payload = {eat.Claim(k): v for k, v in payload.items()}
+    elif key_change == "drop":
+        del payload[271]
+        payload[1] = "issuer"  # still twelve claims
+    elif key_change == "add":
+        payload["x-extra"] = 1
+    elif key_change == "reorder":
+        payload = dict(reversed(payload.items()))
+    fast = _outcome(lambda: eat._decode_claims(payload, 0))
+    general = _outcome(lambda: eat._decode_claims(cbor.FrozenMap(payload), 0))
+    assert fast == general
+
+
+def test_profile_fast_path_is_taken_for_device_tokens() -> None:
+    payload = profile_payload()
+    fast = eat._device_profile_claims(payload)
+    assert fast is not None
+    assert fast == eat._decode_claims(cbor.FrozenMap(payload), 0)
