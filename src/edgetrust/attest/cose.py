@@ -332,8 +332,73 @@ def decode_sign1(
 
     ``outer_tags`` are tags allowed around the COSE tag (e.g. 61, the CWT tag of RFC 8392).
     """
+    if type(data) is bytes and len(data) <= max_size:
+        msg = _sign1_envelope(data)
+        if msg is not None:
+            return msg
     value = cbor.loads(data, max_size=max_size)
     return _sign1_from_value(value, require_tag=require_tag, outer_tags=outer_tags)
+
+
+_EMPTY_HEADER: Final[Header] = cbor.FrozenMap()
+
+
+def _sign1_envelope(data: bytes) -> Sign1Message | None:
+    """A tagged COSE_Sign1 of the common form, read without the CBOR decoder; else None.
+
+    Taken only when ``data`` is exactly: tag 18 (``d2``), an array of four (``84``), a protected
+    header of fewer than 24 bytes already decoded and checked once (in _PROTECTED_CACHE), an
+    empty unprotected map (``a0``), the payload and the signature as byte strings whose lengths
+    are in their shortest form, and nothing after the signature. Such bytes are one well-formed,
+    definite-length data item that the strict decoder accepts, with the same fields (tested).
+    Anything else (a CWT tag, untagged, an unprotected header, other length forms, a new
+    protected header...) returns None and goes to the strict decoder.
+    """
+    try:
+        if data[0] != 0xD2 or data[1] != 0x84:
+            return None
+        end = 3 + data[2] - 0x40  # protected: a byte string of length < 24, head 0x40 + length
+        if not 3 <= end < 27 or data[end] != 0xA0:
+            return None
+        protected_bytes = data[3:end]
+        protected = _PROTECTED_CACHE.get(protected_bytes)
+        if protected is None:
+            return None
+        payload, end = _byte_string_at(data, end + 1)
+        signature, end = _byte_string_at(data, end)
+    except (IndexError, TypeError):  # too short; TypeError: a byte string head was not found
+        return None
+    if end != len(data):
+        return None
+    msg = object.__new__(Sign1Message)
+    _SIGN1_PROTECTED_BYTES(msg, protected_bytes)
+    _SIGN1_PROTECTED(msg, protected)
+    _SIGN1_UNPROTECTED(msg, _EMPTY_HEADER)
+    _SIGN1_PAYLOAD(msg, payload)
+    _SIGN1_SIGNATURE(msg, signature)
+    _SIGN1_TAGGED(msg, True)
+    return msg
+
+
+def _byte_string_at(data: bytes, at: int) -> tuple[bytes, int]:
+    """The byte string whose head is at ``at`` (shortest-form length) and the offset after it.
+
+    Raises IndexError when ``data`` ends early and TypeError when the head is not that of a byte
+    string with a shortest-form length of at most 65535 bytes (see _sign1_envelope).
+    """
+    head = data[at]
+    if 0x40 <= head < 0x58:
+        start, length = at + 1, head - 0x40
+    elif head == 0x58 and data[at + 1] >= 24:
+        start, length = at + 2, data[at + 1]
+    elif head == 0x59 and (length := data[at + 1] << 8 | data[at + 2]) >= 256:
+        start = at + 3
+    else:
+        raise TypeError
+    end = start + length
+    if end > len(data):
+        raise IndexError
+    return data[start:end], end
 
 
 def _sign1_from_value(
@@ -419,6 +484,10 @@ def decode_message(
 
     An untagged message is an error unless ``untagged_as`` says what the context expects.
     """
+    if type(data) is bytes and len(data) <= max_size:
+        msg = _sign1_envelope(data)
+        if msg is not None:
+            return msg
     inner = cbor.loads(data, max_size=max_size)
     while type(inner) is cbor.Tag and inner.tag in outer_tags:
         inner = inner.value

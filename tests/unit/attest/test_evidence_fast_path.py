@@ -524,3 +524,56 @@ def test_profile_fast_path_is_taken_for_device_tokens() -> None:
     fast = eat._device_profile_claims(payload)
     assert fast is not None
     assert fast == eat._decode_claims(cbor.FrozenMap(payload), 0)
+
+
+# ---- the COSE_Sign1 envelope read without the CBOR decoder -------------------------------------
+
+
+def _general_sign1(data: bytes) -> tuple[str, Any]:
+    try:
+        value = cbor.loads(data)
+        msg = cose._sign1_from_value(value, require_tag=False, outer_tags=())
+    except EvidenceError as e:
+        return ("error", type(e))
+    return ("ok", msg)
+
+
+@st.composite
+def sign1_tokens(draw: st.DrawFn) -> bytes:
+    payload = draw(st.binary(max_size=600) | st.just(b"x" * 70000))
+    kid = draw(st.none() | st.binary(min_size=1, max_size=4))
+    token = cose.sign1(payload, DEVICE_KEY, kid=kid, tagged=draw(st.booleans()))
+    edit = draw(st.sampled_from(["none", "flip", "cut", "append", "cwt"]))
+    if edit == "flip" and token:
+        i = draw(st.integers(0, len(token) - 1))
+        token = token[:i] + bytes([token[i] ^ draw(st.integers(1, 255))]) + token[i + 1 :]
+    elif edit == "cut":
+        token = token[: draw(st.integers(0, len(token)))]
+    elif edit == "append":
+        token += draw(st.binary(min_size=1, max_size=3))
+    elif edit == "cwt":
+        token = b"\xd8\x3d" + token
+    return token
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sign1_tokens())
+def test_sign1_envelope_reads_what_the_decoder_reads(token: bytes) -> None:
+    cose.decode_sign1(cose.sign1(b"p", DEVICE_KEY))  # the ES256 protected header is known
+    fast = cose._sign1_envelope(token)
+    if fast is not None:
+        assert _general_sign1(token) == ("ok", fast)
+    # and the public decoders agree with the decoder alone, whichever path they take
+    try:
+        public: tuple[str, Any] = ("ok", cose.decode_sign1(token))
+    except EvidenceError as e:
+        public = ("error", type(e))
+    assert public == _general_sign1(token)
+
+
+def test_sign1_envelope_is_taken_for_our_tokens() -> None:
+    token = eat.make_eat(eat.EatClaims(nonce=b"n" * 8), DEVICE_KEY)
+    cose.decode_sign1(token)
+    assert cose._sign1_envelope(token) == cose._sign1_from_value(
+        cbor.loads(token), require_tag=True, outer_tags=()
+    )
