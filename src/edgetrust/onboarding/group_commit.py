@@ -93,12 +93,16 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[WriteRequest] = []
         self._leading = False
+        self._running = threading.local()  # set in the leader's thread while a batch runs
         #: batches run and writes they carried (for metrics); updated by the leader only
         self.batches = 0
         self.writes = 0
 
     def submit(self, work: Callable[[Any], Any], *, durable: bool = True) -> Any:
         """Queue ``work`` and return its result once the batch holding it has committed."""
+        if getattr(self._running, "batch", False):
+            # The leader would wait for itself: a write may not start another write.
+            raise StoreError("internal error: a registry write started inside another write")
         request = WriteRequest(work, durable=durable)
         with self._lock:
             self._queue.append(request)
@@ -117,9 +121,11 @@ class GroupCommit:
                 with self._lock:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
+                self._running.batch = True
                 try:
                     self._run_batch(batch)
                 finally:
+                    self._running.batch = False
                     for request in batch:
                         if not request.settled:
                             request.fail(StoreError("the registry write batch was aborted"))

@@ -167,3 +167,10 @@ def test_unsettled_requests_of_a_crashed_batch_get_a_store_error() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ConfigError):
         GroupCommit(lambda batch: None, max_batch=0)
+
+
+def test_a_write_inside_a_write_is_refused_not_deadlocked() -> None:
+    group = GroupCommit(Recorder())
+    with pytest.raises(StoreError, match="inside another write"):
+        group.submit(lambda _: group.submit(lambda _: None))
+    assert group.submit(lambda _: "still usable") == "still usable"

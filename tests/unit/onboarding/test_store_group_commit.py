@@ -6,15 +6,22 @@ so that they all run as ONE batch (one transaction, one savepoint each) when it 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select
 
-from edgetrust.errors import DuplicateRecordError, InvalidRequestError, NonceReplayError
+from edgetrust.errors import (
+    DuplicateRecordError,
+    InvalidRequestError,
+    NonceReplayError,
+    StoreError,
+)
 from edgetrust.onboarding import ledger
 from edgetrust.onboarding import schema as s
 from edgetrust.onboarding.database import Database
@@ -267,3 +274,18 @@ def _check_durability(db: Database, setting: str, lazy: object, durable: object)
     batch.add(lambda: db.write(read, durable=False))
     batch.add(lambda: db.write(read, durable=False))
     assert batch.release() == {0: lazy, 1: lazy}
+
+
+def test_a_locked_sqlite_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    with SqlRegistryStore(f"sqlite:///{path}", busy_timeout_ms=50) as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            with pytest.raises(StoreError, match="unavailable") as caught:
+                store.issue_nonce(value=_nonce(1), session=None, now=NOW, ttl=TTL)
+            assert not isinstance(caught.value, sqlite3.Error)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        store.issue_nonce(value=_nonce(1), session=None, now=NOW, ttl=TTL)  # and it recovers
