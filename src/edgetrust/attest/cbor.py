@@ -259,7 +259,14 @@ def _encode(obj: object) -> bytes:
 
 def encode_bytes(data: bytes) -> bytes:
     """The deterministic encoding of one byte string (head + bytes)."""
-    return _head(2, len(data)) + data
+    length = len(data)
+    if length < 24:  # the heads of the common lengths, inline (Sig_structure of every verify)
+        return bytes((0x40 | length,)) + data
+    if length < 256:
+        return bytes((0x58, length)) + data
+    if length < 65536:
+        return bytes((0x59, length >> 8, length & 0xFF)) + data
+    return _head(2, length) + data
 
 
 def dumps(obj: object) -> bytes:

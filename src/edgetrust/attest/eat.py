@@ -882,10 +882,12 @@ def _device_profile_claims(claims: dict[Any, Any]) -> EatClaims | None:
     including every value the rules refuse, returns None and takes the general loop, which
     accepts it or raises the precise ClaimError. (Tests compare both on mutated claims-sets.)
     """
-    try:  # int.__index__ refuses keys that only compare equal to integers (6.0)
-        if tuple(map(int.__index__, claims)) != _PROFILE_KEYS:
+    # The keys equal those integers; their sum is an int only if no key is merely equal to one
+    # (6.0, which the general loop refuses, makes it a float). IntEnum labels pass, as there.
+    try:
+        if tuple(claims) != _PROFILE_KEYS or type(sum(claims)) is not int:
             return None
-    except TypeError:
+    except TypeError:  # keys that compare equal to integers but do not add up
         return None
     iat, cnf, nonce, ueid, oemid, hwmodel, oemboot, dbgstat, profile, swname, swversion, meas = (
         claims.values()

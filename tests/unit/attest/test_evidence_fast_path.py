@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fractions
 import pickle
 import threading
 from typing import Any
@@ -468,6 +469,20 @@ def _outcome(decode: Any) -> tuple[str, Any]:
     return ("ok", built)
 
 
+class _IntSubclass(int):
+    pass
+
+
+class _EqualToSix:
+    """A key equal to 6 (and hashing like it) that is no number."""
+
+    def __eq__(self, other: object) -> bool:
+        return other == 6
+
+    def __hash__(self) -> int:
+        return hash(6)
+
+
 PROFILE_VALUES = st.one_of(
     VALUES,
     st.sampled_from(
@@ -496,15 +511,35 @@ PROFILE_VALUES = st.one_of(
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     changes=st.dictionaries(st.sampled_from(eat._PROFILE_KEYS), PROFILE_VALUES, max_size=3),
-    key_change=st.sampled_from(["none", "float", "enum", "drop", "add", "reorder"]),
+    key_change=st.sampled_from(
+        [
+            "none",
+            "float",
+            "enum",
+            "int-subclass",
+            "fraction",
+            "complex",
+            "equal-only",
+            "drop",
+            "add",
+            "reorder",
+        ]
+    ),
 )
 def test_profile_fast_path_agrees_with_the_general_loop(
     changes: dict[int, Any], key_change: str
 ) -> None:
     payload = profile_payload()
     payload.update(changes)
-    if key_change == "float":
-        payload = {float(k) if k == 6 else k: v for k, v in payload.items()}
+    odd_keys: dict[str, Any] = {
+        "float": 6.0,
+        "int-subclass": _IntSubclass(6),
+        "fraction": fractions.Fraction(6),
+        "complex": complex(6, 0),
+        "equal-only": _EqualToSix(),
+    }
+    if key_change in odd_keys:
+        payload = {odd_keys[key_change] if k == 6 else k: v for k, v in payload.items()}
     elif key_change == "enum":
         payload = {eat.Claim(k): v for k, v in payload.items()}
     elif key_change == "drop":
@@ -577,3 +612,11 @@ def test_sign1_envelope_is_taken_for_our_tokens() -> None:
     assert cose._sign1_envelope(token) == cose._sign1_from_value(
         cbor.loads(token), require_tag=True, outer_tags=()
     )
+
+
+@pytest.mark.parametrize("length", [0, 1, 23, 24, 255, 256, 65535, 65536, 70000])
+def test_encode_bytes_heads(length: int) -> None:
+    import cbor2
+
+    data = bytes(length)
+    assert cbor.encode_bytes(data) == cbor2.dumps(data) == cbor.dumps(data)
