@@ -208,8 +208,6 @@ class Measurement:
 
 
 _MEASUREMENT_FIELDS: Final = frozenset({1, 2, 3, 4, 5, 6})
-# digest algorithm -> digest size, for the fast path (a non-text algorithm maps to nothing)
-_DIGEST_SIZE_OF: Final = DIGEST_SIZES.get
 
 
 def _measurement(m: Any) -> Measurement:
@@ -245,16 +243,17 @@ def _plain_report(report: Sequence[Any]) -> bool:
                 or not name
                 or type(alg) is not str
                 or type(digest) is not bytes
-                or len(digest) != _DIGEST_SIZE_OF(alg)
+                or len(digest) != DIGEST_SIZES[alg]  # KeyError: not plain
             ):
                 return False
-            if len(m) > 3:  # (with exactly three fields, they are 1, 2 and 3)
-                if not m.keys() <= _MEASUREMENT_FIELDS:
-                    return False
+            more = len(m) - 3  # (with exactly three fields, they are 1, 2 and 3)
+            if more:
                 get = m.get
                 version, svn, layer = get(4), get(5), get(6)
                 if (
-                    (version is not None and type(version) is not str)
+                    # any other field (or a null one) makes the count differ: not plain
+                    (version is not None) + (svn is not None) + (layer is not None) != more
+                    or (version is not None and type(version) is not str)
                     or (svn is not None and (type(svn) is not int or svn < 0))
                     or (layer is not None and (type(layer) is not int or layer < 0))
                 ):
@@ -916,7 +915,8 @@ def _device_profile_claims(claims: dict[Any, Any]) -> EatClaims | None:
         return None
     version = _VersionDraft(swversion[0], None)
     _set_class(version, "__class__", Version)
-    cnf_key, cnf_kid = _cnf(cnf)
+    pending = _pending_ec2_key(cnf[1]) if type(cnf) is dict and len(cnf) == 1 and 1 in cnf else None
+    cnf_key, cnf_kid = (pending, None) if pending is not None else _cnf(cnf)
     measurements = _measurements(meas, profile)
     # positional, in _FIELD_ORDER (keywords cost twice as much)
     out = _EatClaimsDraft(

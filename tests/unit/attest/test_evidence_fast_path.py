@@ -420,7 +420,7 @@ def test_mutated_tokens_never_verify() -> None:
 # ---- the DER form of ECDSA signatures --------------------------------------------------------
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     size=st.sampled_from([32, 48, 66]),
     data=st.data(),
