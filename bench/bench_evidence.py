@@ -103,7 +103,7 @@ def median_ratio(top: list[float], bottom: list[float]) -> float:
 
 def row(label: str, rates: list[float], note: str = "") -> None:
     ops = statistics.median(rates)
-    print(f"  {label:44s} {ops:9.0f} /s {1e6 / ops:9.1f} us   {note}")
+    print(f"  {label:44s} {ops:9.0f} /s {1e6 / ops:9.1f} us   {note}".rstrip())
 
 
 def device_evidence() -> dict[str, object]:
@@ -250,7 +250,7 @@ def main() -> None:
     vs_pycose = median_ratio(rates["verify_eat"], rates["pycose"])
     cose_vs_floor = median_ratio(rates["verify_sign1"], rates["floor"])
     best = max(rates["verify_eat"]) / max(rates["floor"])
-    print("  ES256 EAT verify+decode                       median rate   per op")
+    print("  ES256 EAT verify+decode (median rate, CPU time per operation, ratio)")
     row("floor: ECDSA verify + cbor2.loads x2", rates["floor"], "1.00x floor")
     row(
         "edgetrust verify_eat",

@@ -371,7 +371,7 @@ def _draft_of(cls: type) -> Any:
 _VersionDraft: Final = _draft_of(Version)
 _MeasurementDraft: Final = _draft_of(Measurement)
 _EatClaimsDraft: Final = _draft_of(EatClaims)
-# field name -> position, and the defaults, of EatClaims (``extra`` last, filled by the decoder)
+# the names of EatClaims' fields, in order (the positions of the draft's arguments)
 _EAT_FIELDS: Final = [f.name for f in dataclasses.fields(EatClaims)]
 
 
@@ -744,7 +744,7 @@ _DECODERS: Final[dict[int, tuple[str, _Decoder]]] = {
 # --------------------------------------------------------------------------------------------
 
 
-# Claim key -> (slot index in _EAT_SLOTS, fast type, lo, hi, decoder). A value whose type is
+# Claim key -> (field position in _EAT_FIELDS, fast type, lo, hi, decoder). A value whose type is
 # exactly the fast type and, for byte and text strings, whose length is in lo..hi (for integers:
 # at least lo) is accepted as it is; any other value goes to the claim's decoder, which accepts
 # it (floats, arrays, subclasses...) or raises the claim's ClaimError. The fast checks accept
@@ -790,7 +790,10 @@ _NO_CLAIMS: Final = [
 
 
 def decode_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims:
-    """Typed claims from a decoded claims-set map; :class:`ClaimError` for wrong types."""
+    """Typed claims from a decoded claims-set map; :class:`ClaimError` for wrong types.
+
+    Every object is built here, the ``cnf`` key included (its point validated).
+    """
     decoded = _decode_claims(claims, _depth)
     _build_deferred(decoded)
     return decoded
