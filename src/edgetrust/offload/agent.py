@@ -355,11 +355,14 @@ def _await(future: futures.Future[Any], guard: CallGuard, context: grpc.Servicer
         if guard.cut:
             future.cancel()
             raise RevokedError(guard.reason or "revoked")
-        remaining = context.time_remaining()
-        if not context.is_active() or (remaining is not None and remaining <= 0):
-            future.cancel()
-            raise DeadlineExceededError("the call ended before its result was ready")
-        wait = _POLL_S if remaining is None else max(0.001, min(_POLL_S, remaining))
+        if future.done():  # the usual case: an idle batcher ran it in this thread
+            wait = 0.0
+        else:
+            remaining = context.time_remaining()
+            if not context.is_active() or (remaining is not None and remaining <= 0):
+                future.cancel()
+                raise DeadlineExceededError("the call ended before its result was ready")
+            wait = _POLL_S if remaining is None else max(0.001, min(_POLL_S, remaining))
         try:
             return future.result(timeout=wait)
         except futures.TimeoutError:
