@@ -87,6 +87,7 @@ from typing import Any, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edgetrust.attest.jsondoc import JsonObject, parse_json
 from edgetrust.certs.loading import TrustAnchor, load_trust_anchors
 from edgetrust.errors import ConfigError, EvidenceError
 
@@ -290,9 +291,9 @@ class ReferenceValues:
 
     @classmethod
     def from_dict(cls, data: object) -> ReferenceValues:
-        obj = _Obj(data, "reference values")
+        obj = JsonObject(data, "reference values")
         obj.allow("format", "version", "products")
-        _check_format(obj, REFERENCE_FORMAT)
+        obj.check_format(REFERENCE_FORMAT, FORMAT_VERSION)
         products = tuple(
             _product_from(item, f"products[{i}]") for i, item in enumerate(obj.array("products"))
         )
@@ -300,7 +301,7 @@ class ReferenceValues:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ReferenceValues:
-        return cls.from_dict(_parse_json(text, "reference values"))
+        return cls.from_dict(parse_json(text, "reference values"))
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceValues:
@@ -341,9 +342,9 @@ class EndorsementBundle:
 
     @classmethod
     def from_dict(cls, data: object) -> EndorsementBundle:
-        obj = _Obj(data, "endorsements")
+        obj = JsonObject(data, "endorsements")
         obj.allow("format", "version", "trust_anchors", "reference_values")
-        _check_format(obj, ENDORSEMENT_FORMAT)
+        obj.check_format(ENDORSEMENT_FORMAT, FORMAT_VERSION)
         return cls(
             anchors_pem=obj.text("trust_anchors"),
             reference_values=ReferenceValues.from_dict(obj.required("reference_values")),
@@ -351,7 +352,7 @@ class EndorsementBundle:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EndorsementBundle:
-        return cls.from_dict(_parse_json(text, "endorsements"))
+        return cls.from_dict(parse_json(text, "endorsements"))
 
     @classmethod
     def load(cls, path: str | Path) -> EndorsementBundle:
@@ -403,102 +404,7 @@ def _read(path: str | Path) -> bytes:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ConfigError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
-def _parse_json(text: str | bytes, what: str) -> object:
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates)
-    except (ValueError, RecursionError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"{what}: not valid JSON: {e}") from e
-
-
-class _Obj:
-    """A JSON object being read, with the path of every field for error messages."""
-
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        self.data: dict[str, Any] = data
-        self.path = path
-
-    def allow(self, *names: str) -> None:
-        for key in self.data:
-            if key not in names and key != "description":
-                raise ConfigError(f"{self.path}.{key}: unknown field")
-
-    def required(self, name: str) -> Any:
-        if name not in self.data:
-            raise ConfigError(f"{self.path}.{name}: required field missing")
-        return self.data[name]
-
-    def text(self, name: str, default: str | None = None) -> str:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.path}.{name}: expected a non-empty string")
-        return value
-
-    def integer(self, name: str) -> int:
-        value = self.required(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.path}.{name}: expected an integer")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.path}.{name}: expected true or false")
-        return value
-
-    def hexbytes(self, name: str) -> bytes | None:
-        if name not in self.data:
-            return None
-        value = self.data[name]
-        message = f"{self.path}.{name}: expected a hexadecimal string"
-        if not isinstance(value, str) or not value:
-            raise ConfigError(message)
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise ConfigError(message) from None
-
-    def array(self, name: str, *, default: list[Any] | None = None) -> list[Any]:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, list):
-            raise ConfigError(f"{self.path}.{name}: expected a JSON array")
-        return value
-
-    def obj(self, name: str) -> _Obj:
-        return _Obj(self.data.get(name, {}), f"{self.path}.{name}")
-
-
-def _check_format(obj: _Obj, expected: str) -> None:
-    fmt = obj.text("format")
-    if fmt != expected:
-        raise ConfigError(f"{obj.path}.format: expected {expected!r}, found {fmt!r}")
-    version = obj.integer("version")
-    if version != FORMAT_VERSION:
-        raise ConfigError(
-            f"{obj.path}.version: unsupported format version {version} (this build reads "
-            f"{FORMAT_VERSION})"
-        )
-
-
-def _enum(obj: _Obj, name: str, enum: type[StrEnum], default: StrEnum) -> Any:
+def _enum(obj: JsonObject, name: str, enum: type[StrEnum], default: StrEnum) -> Any:
     value = obj.text(name, default.value)
     try:
         return enum(value)
@@ -508,9 +414,9 @@ def _enum(obj: _Obj, name: str, enum: type[StrEnum], default: StrEnum) -> Any:
 
 
 def _layer_from(data: object, path: str) -> LayerReference:
-    obj = _Obj(data, path)
+    obj = JsonObject(data, path)
     obj.allow("name", "digests", "dice")
-    digests_obj = _Obj(obj.required("digests"), f"{path}.digests")
+    digests_obj = JsonObject(obj.required("digests"), f"{path}.digests")
     digests: dict[DigestAlgorithm, bytes] = {}
     for alg_name in digests_obj.data:
         try:
@@ -529,7 +435,7 @@ def _layer_from(data: object, path: str) -> LayerReference:
 
 
 def _firmware_from(data: object, path: str) -> FirmwareReference:
-    obj = _Obj(data, path)
+    obj = JsonObject(data, path)
     obj.allow("version", "debug", "secure_boot", "layers")
     layers = tuple(
         _layer_from(item, f"{path}.layers[{i}]") for i, item in enumerate(obj.array("layers"))
@@ -548,7 +454,7 @@ def _firmware_from(data: object, path: str) -> FirmwareReference:
 
 
 def _product_from(data: object, path: str) -> ProductReference:
-    obj = _Obj(data, path)
+    obj = JsonObject(data, path)
     obj.allow("product", "hwmodel", "oemid", "svn_min", "firmware")
     svn_obj = obj.obj("svn_min")
     svn_min: dict[str, int] = {}
@@ -573,7 +479,7 @@ def _product_from(data: object, path: str) -> ProductReference:
     )
 
 
-def _oemid(obj: _Obj) -> bytes | int | None:
+def _oemid(obj: JsonObject) -> bytes | int | None:
     value = obj.data.get("oemid")
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:

@@ -26,6 +26,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from edgetrust.attest.dice import KeyAlg
+from edgetrust.attest.jsondoc import JsonObject
+from edgetrust.attest.jsondoc import parse_json as _parse_json
 from edgetrust.attest.reference import (
     DebugPolicy,
     DigestAlgorithm,
@@ -33,7 +35,7 @@ from edgetrust.attest.reference import (
     LayerReference,
     SecureBootPolicy,
 )
-from edgetrust.errors import ConfigError, Error, WorkspaceError
+from edgetrust.errors import ConfigError, WorkspaceError
 
 __all__ = [
     "DEFAULT_PRODUCT",
@@ -247,28 +249,28 @@ class FactoryConfig:
 
     @classmethod
     def from_dict(cls, data: object) -> FactoryConfig:
-        obj = _Obj(data, "factory.json")
+        obj = JsonObject(data, "factory.json")
         obj.allow("format", "version", "organization", "oemid", "device_key_alg", "products")
-        obj.check_format(FACTORY_FORMAT)
+        obj.check_format(FACTORY_FORMAT, FORMAT_VERSION)
         products = tuple(
             _product_from(item, f"factory.json.products[{i}]")
             for i, item in enumerate(obj.array("products"))
         )
         return cls(
             organization=obj.text("organization"),
-            oemid=obj.hexbytes("oemid"),
+            oemid=obj.required_hexbytes("oemid"),
             device_key_alg=obj.text("device_key_alg", "p256"),  # type: ignore[arg-type]
             products=products,
         )
 
 
 def _product_from(data: object, path: str) -> ProductDefinition:
-    obj = _Obj(data, path)
+    obj = JsonObject(data, path)
     obj.allow("name", "firmware_version", "secure_boot", "svn_min", "layers", "components")
-    svn_obj = _Obj(obj.data.get("svn_min", {}), f"{path}.svn_min")
+    svn_obj = JsonObject(obj.data.get("svn_min", {}), f"{path}.svn_min")
     layers = []
     for i, item in enumerate(obj.array("layers")):
-        layer = _Obj(item, f"{path}.layers[{i}]")
+        layer = JsonObject(item, f"{path}.layers[{i}]")
         layer.allow("name", "version", "svn", "image")
         layers.append(
             LayerDefinition(
@@ -280,7 +282,7 @@ def _product_from(data: object, path: str) -> ProductDefinition:
         )
     components = []
     for i, item in enumerate(obj.array("components", default=[])):
-        component = _Obj(item, f"{path}.components[{i}]")
+        component = JsonObject(item, f"{path}.components[{i}]")
         component.allow("name", "version", "image")
         components.append(
             ComponentDefinition(
@@ -378,9 +380,9 @@ class FirmwareRelease:
 
     @classmethod
     def from_dict(cls, data: object, path: str) -> FirmwareRelease:
-        obj = _Obj(data, path)
+        obj = JsonObject(data, path)
         obj.allow("format", "version", "product", "firmware_version", "layers", "components")
-        obj.check_format(RELEASE_FORMAT)
+        obj.check_format(RELEASE_FORMAT, FORMAT_VERSION)
         return cls(
             product=obj.text("product"),
             firmware_version=obj.text("firmware_version"),
@@ -396,16 +398,16 @@ class FirmwareRelease:
 
 
 def _image_from(data: object, path: str, *, dice: bool) -> ReleasedImage:
-    obj = _Obj(data, path)
+    obj = JsonObject(data, path)
     obj.allow("name", "version", "svn", "digests")
-    digests_obj = _Obj(obj.required("digests"), f"{path}.digests")
+    digests_obj = JsonObject(obj.required("digests"), f"{path}.digests")
     digests: dict[DigestAlgorithm, bytes] = {}
     for name in digests_obj.data:
         try:
             alg = DigestAlgorithm(name)
         except ValueError:
             raise ConfigError(f"{path}.digests.{name}: unknown digest algorithm") from None
-        value = digests_obj.hexbytes(name)
+        value = digests_obj.required_hexbytes(name)
         if len(value) != alg.size:
             raise ConfigError(f"{path}.digests.{name}: expected {alg.size * 2} hex digits")
         digests[alg] = value
@@ -423,77 +425,6 @@ def _image_from(data: object, path: str, *, dice: bool) -> ReleasedImage:
 # ---- strict JSON --------------------------------------------------------------------------------
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ConfigError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
 def parse_json(text: str, what: str) -> object:
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates)
-    except Error:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise WorkspaceError(f"{what}: not valid JSON: {e}") from e
-
-
-class _Obj:
-    """A JSON object being read, with the path of every field for error messages."""
-
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        self.data: dict[str, Any] = data
-        self.path = path
-
-    def allow(self, *names: str) -> None:
-        for key in self.data:
-            if key not in names and key != "description":
-                raise ConfigError(f"{self.path}.{key}: unknown field")
-
-    def check_format(self, expected: str) -> None:
-        fmt = self.text("format")
-        if fmt != expected:
-            raise ConfigError(f"{self.path}.format: expected {expected!r}, found {fmt!r}")
-        if self.integer("version") != FORMAT_VERSION:
-            raise ConfigError(f"{self.path}.version: unsupported (this build reads 1)")
-
-    def required(self, name: str) -> Any:
-        if name not in self.data:
-            raise ConfigError(f"{self.path}.{name}: required field missing")
-        return self.data[name]
-
-    def text(self, name: str, default: str | None = None) -> str:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.path}.{name}: expected a non-empty string")
-        return value
-
-    def integer(self, name: str) -> int:
-        value = self.required(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.path}.{name}: expected an integer")
-        return value
-
-    def hexbytes(self, name: str) -> bytes:
-        value = self.text(name)
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise ConfigError(f"{self.path}.{name}: expected a hexadecimal string") from None
-
-    def array(self, name: str, *, default: list[Any] | None = None) -> list[Any]:
-        if name not in self.data and default is not None:
-            return default
-        value = self.required(name)
-        if not isinstance(value, list):
-            raise ConfigError(f"{self.path}.{name}: expected a JSON array")
-        return value
+    """A factory file's JSON: invalid JSON is a WorkspaceError naming the file."""
+    return _parse_json(text, what, error=WorkspaceError)
