@@ -25,14 +25,11 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from edgetrust.cli.reporting import EXIT_INVALID, emit_json, fail
-from edgetrust.errors import NotFoundError
-from edgetrust.onboarding.config import registry_url
+from edgetrust.cli.store_access import Output, store_command
 from edgetrust.onboarding.records import (
     AuditRecord,
     CertificateRecord,
@@ -41,31 +38,6 @@ from edgetrust.onboarding.records import (
     RevocationEvent,
 )
 from edgetrust.onboarding.store import SqlRegistryStore
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _database_options(command: F) -> F:
-    command = click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Take the database from this verifier.toml ([registry] url).",
-    )(command)
-    command = click.option(
-        "--db",
-        "db_url",
-        metavar="URL",
-        help="Registry database: sqlite:///PATH, postgresql://USER@HOST/DB, or a file path. "
-        "[default: $EDGETRUST_DB_URL, else ./verifier.toml's, else ./registry.db]",
-    )(command)
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
-
-
-def _open(db_url: str | None, config_path: Path | None) -> SqlRegistryStore:
-    if db_url is not None and config_path is not None:
-        raise click.UsageError("give either --db or --config, not both")
-    return SqlRegistryStore(registry_url(db=db_url, config=config_path), create=False)
 
 
 def _hex(what: str) -> Callable[[click.Context, click.Parameter, str], bytes]:
@@ -165,113 +137,70 @@ def cli() -> None:
 @cli.command("list")
 @click.option("--status", type=click.Choice([s.value for s in DeviceStatus]), default=None)
 @click.option("--product", default=None, help="Only devices of this product.")
-@_database_options
-def list_devices(
-    *,
-    status: str | None,
-    product: str | None,
-    as_json: bool,
-    db_url: str | None,
-    config_path: Path | None,
-) -> None:
+@store_command
+def list_devices(store: SqlRegistryStore, *, status: str | None, product: str | None) -> Output:
     """List the onboarded devices, oldest first."""
-    with _open(db_url, config_path) as store:
-        devices = store.list_devices(
-            status=DeviceStatus(status) if status else None, product=product
-        )
-    if as_json:
-        emit_json([_device_json(d) for d in devices])
-        return
-    if not devices:
-        click.echo("no devices")
-        return
-    for d in devices:
-        click.echo(f"{d.ueid_hex}  {d.status.value:<7}  {d.product}  since {_when(d.created_at)}")
+    devices = store.list_devices(status=DeviceStatus(status) if status else None, product=product)
+    lines = [
+        f"{d.ueid_hex}  {d.status.value:<7}  {d.product}  since {_when(d.created_at)}"
+        for d in devices
+    ]
+    return Output(data=[_device_json(d) for d in devices], lines=lines or ["no devices"])
 
 
 @cli.command()
 @click.argument("ueid", callback=_hex("UEID"))
-@_database_options
-def show(*, ueid: bytes, as_json: bool, db_url: str | None, config_path: Path | None) -> None:
+@store_command
+def show(store: SqlRegistryStore, *, ueid: bytes) -> Output:
     """Show one device (UEID in hex) and its certificates."""
-    with _open(db_url, config_path) as store:
-        try:
-            device = store.get_device(ueid)
-        except NotFoundError as e:
-            fail(e, EXIT_INVALID)
-        certificates = store.certificates_of(ueid)
-    if as_json:
-        data = _device_json(device)
-        data["device_id_pem"] = device.device_id_pem
-        data["certificates"] = [_certificate_json(c) for c in certificates]
-        emit_json(data)
-        return
-    click.echo(f"device      {device.ueid_hex}")
-    click.echo(f"product     {device.product}")
-    click.echo(f"status      {device.status.value}")
-    click.echo(f"registered  {_when(device.created_at)}")
-    click.echo(f"updated     {_when(device.updated_at)}")
+    device = store.get_device(ueid)  # NotFoundError -> exit 1
+    certificates = store.certificates_of(ueid)
+    data = _device_json(device)
+    data["device_id_pem"] = device.device_id_pem
+    data["certificates"] = [_certificate_json(c) for c in certificates]
+    lines = [
+        f"device      {device.ueid_hex}",
+        f"product     {device.product}",
+        f"status      {device.status.value}",
+        f"registered  {_when(device.created_at)}",
+        f"updated     {_when(device.updated_at)}",
+    ]
     if device.revoked_at is not None:
-        click.echo(f"revoked     {_when(device.revoked_at)}")
-    click.echo(f"DeviceID    sha256:{device.device_id_fingerprint.hex()}")
-    click.echo(f"certificates ({len(certificates)})")
+        lines.append(f"revoked     {_when(device.revoked_at)}")
+    lines.append(f"DeviceID    sha256:{device.device_id_fingerprint.hex()}")
+    lines.append(f"certificates ({len(certificates)})")
     for c in certificates:
         state = f"revoked {_when(c.revoked_at)}" if c.revoked_at else "valid"
         validity = f"{_when(c.not_before)} .. {_when(c.not_after)}"
-        click.echo(f"  {c.serial_hex}  {validity}  {state}  {c.spiffe_id}")
+        lines.append(f"  {c.serial_hex}  {validity}  {state}  {c.spiffe_id}")
+    return Output(data=data, lines=lines)
 
 
-def _report_revocation(event: RevocationEvent, as_json: bool, what: str) -> None:
-    if as_json:
-        emit_json(_revocation_json(event))
-        return
-    click.echo(f"revoked {what} (feed seq {event.seq}, at {_when(event.revoked_at)})")
+def _revocation_output(event: RevocationEvent, what: str) -> Output:
+    line = f"revoked {what} (feed seq {event.seq}, at {_when(event.revoked_at)})"
+    return Output(data=_revocation_json(event), lines=[line])
 
 
 @cli.command()
 @click.argument("ueid", callback=_hex("UEID"))
 @click.option("--reason", default="", help="Why (kept in the feed and the audit log).")
 @click.option("--actor", default=None, help="Who revokes. [default: cli:<login name>]")
-@_database_options
-def revoke(
-    *,
-    ueid: bytes,
-    reason: str,
-    actor: str | None,
-    as_json: bool,
-    db_url: str | None,
-    config_path: Path | None,
-) -> None:
+@store_command
+def revoke(store: SqlRegistryStore, *, ueid: bytes, reason: str, actor: str | None) -> Output:
     """Revoke a device (UEID in hex) and every certificate it holds."""
-    with _open(db_url, config_path) as store:
-        try:
-            event = store.revoke_device(ueid, reason=reason, actor=_actor(actor), now=_now())
-        except NotFoundError as e:
-            fail(e, EXIT_INVALID)
-    _report_revocation(event, as_json, f"device {ueid.hex()}")
+    event = store.revoke_device(ueid, reason=reason, actor=_actor(actor), now=_now())
+    return _revocation_output(event, f"device {ueid.hex()}")
 
 
 @cli.command("revoke-cert")
 @click.argument("serial", callback=_serial)
 @click.option("--reason", default="", help="Why (kept in the feed and the audit log).")
 @click.option("--actor", default=None, help="Who revokes. [default: cli:<login name>]")
-@_database_options
-def revoke_cert(
-    *,
-    serial: int,
-    reason: str,
-    actor: str | None,
-    as_json: bool,
-    db_url: str | None,
-    config_path: Path | None,
-) -> None:
+@store_command
+def revoke_cert(store: SqlRegistryStore, *, serial: int, reason: str, actor: str | None) -> Output:
     """Revoke one operational certificate (serial number in hex)."""
-    with _open(db_url, config_path) as store:
-        try:
-            event = store.revoke_certificate(serial, reason=reason, actor=_actor(actor), now=_now())
-        except NotFoundError as e:
-            fail(e, EXIT_INVALID)
-    _report_revocation(event, as_json, f"certificate {format(serial, 'x')}")
+    event = store.revoke_certificate(serial, reason=reason, actor=_actor(actor), now=_now())
+    return _revocation_output(event, f"certificate {format(serial, 'x')}")
 
 
 @cli.command()
@@ -280,51 +209,38 @@ def revoke_cert(
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N entries.")
 @click.option("--verify", is_flag=True, help="Check the whole hash chain first (exit 3 if broken).")
-@_database_options
-def audit(
-    *,
-    since: int,
-    limit: int | None,
-    verify: bool,
-    as_json: bool,
-    db_url: str | None,
-    config_path: Path | None,
-) -> None:
+@store_command
+def audit(store: SqlRegistryStore, *, since: int, limit: int | None, verify: bool) -> Output:
     """Print the append-only audit log."""
-    with _open(db_url, config_path) as store:
-        chain = store.verify_audit_chain() if verify else None  # StoreError -> exit 3
-        entries = store.audit_since(since, limit=limit)
-    if as_json:
-        data: dict[str, Any] = {"entries": [_audit_json(e) for e in entries]}
-        if chain is not None:
-            data["chain"] = {"verified": True, "length": chain.length, "head": chain.head}
-        emit_json(data if verify else data["entries"])
-        return
-    if chain is not None:
-        click.echo(f"audit chain verified: {chain.length} entries, head {chain.head.hex()}")
-    for e in entries:
-        click.echo(
-            f"{e.seq:>6}  {_when(e.at)}  {e.actor}  {e.action}  {e.subject}  {e.detail_json}"
-        )
+    chain = store.verify_audit_chain() if verify else None  # StoreError -> exit 3
+    entries = store.audit_since(since, limit=limit)
+    listed = [_audit_json(e) for e in entries]
+    lines = [
+        f"{e.seq:>6}  {_when(e.at)}  {e.actor}  {e.action}  {e.subject}  {e.detail_json}"
+        for e in entries
+    ]
+    if chain is None:
+        return Output(data=listed, lines=lines)
+    verified = {"verified": True, "length": chain.length, "head": chain.head}
+    summary = f"audit chain verified: {chain.length} entries, head {chain.head.hex()}"
+    return Output(data={"entries": listed, "chain": verified}, lines=[summary, *lines])
 
 
 @cli.command()
 @click.option(
     "--since", type=click.IntRange(min=0), default=0, show_default=True, help="After seq N."
 )
-@_database_options
-def revocations(*, since: int, as_json: bool, db_url: str | None, config_path: Path | None) -> None:
+@store_command
+def revocations(store: SqlRegistryStore, *, since: int) -> Output:
     """Print the revocation feed (what agents follow)."""
-    with _open(db_url, config_path) as store:
-        events: list[RevocationEvent] = []
-        while True:
-            page = store.revocations_since(events[-1].seq if events else since, limit=1000)
-            events += page
-            if len(page) < 1000:
-                break
-    if as_json:
-        emit_json([_revocation_json(e) for e in events])
-        return
+    events: list[RevocationEvent] = []
+    while True:
+        page = store.revocations_since(events[-1].seq if events else since, limit=1000)
+        events += page
+        if len(page) < 1000:
+            break
+    lines = []
     for e in events:
         subject = f"device {e.ueid_hex}" if e.serial is None else f"certificate {e.serial_hex}"
-        click.echo(f"{e.seq:>6}  {_when(e.revoked_at)}  {subject}  {e.actor}  {e.reason}")
+        lines.append(f"{e.seq:>6}  {_when(e.revoked_at)}  {subject}  {e.actor}  {e.reason}")
+    return Output(data=[_revocation_json(e) for e in events], lines=lines)
