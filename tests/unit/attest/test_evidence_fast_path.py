@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from edgetrust.attest import cbor, cose, eat
 from edgetrust.attest.ear import Tier
+from edgetrust.attest.eat import cnf, decoding, device_profile, measurements, values
 from edgetrust.attest.keys import decode_cose_key
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.errors import CBORError, ClaimError, EvidenceError
@@ -108,7 +109,7 @@ def test_cnf_point_is_judged_as_decode_cose_key_judges_it(point: tuple[int, byte
     except ClaimError as e:
         eager = str(e)
     # the verify path: the structure passes, the point is judged on first read, the same way
-    lazy_claims = eat._decode_claims({8: {1: content}}, 0)
+    lazy_claims = decoding._decode_claims({8: {1: content}}, 0)
     try:
         lazy: object = lazy_claims.cnf_key
     except ClaimError as e:
@@ -138,13 +139,13 @@ def test_cnf_keys_of_every_curve_verify(crv: int) -> None:
 )
 def test_other_cose_keys_take_the_full_decoder(content: dict[int, Any]) -> None:
     # Not the plain uncompressed EC2 form: keys.decode_cose_key decides, at once.
-    assert eat._pending_ec2_key(content) is None
+    assert cnf._pending_ec2_key(content) is None
     try:
         expected: object = decode_cose_key(content, error=ClaimError)
     except ClaimError as e:
         expected = str(e)
     try:
-        got: object = eat._decode_claims({8: {1: content}}, 0).cnf_key
+        got: object = decoding._decode_claims({8: {1: content}}, 0).cnf_key
     except ClaimError as e:
         got = str(e)
     assert got == expected
@@ -239,7 +240,7 @@ def test_deferred_fields_survive_copying(device: Device) -> None:
 
 
 def test_drafts_build_real_frozen_instances() -> None:
-    version = eat._version(["1.0", 3], eat.Claim.SWVERSION)
+    version = values._version(["1.0", 3], eat.Claim.SWVERSION)
     assert type(version) is eat.Version
     assert version == eat.Version(version="1.0", scheme=3)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -272,9 +273,9 @@ def _decoded(decode: Any) -> tuple[str, Any]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=st.sampled_from(sorted(eat._DECODERS)), value=VALUES)
+@given(key=st.sampled_from(sorted(decoding._DECODERS)), value=VALUES)
 def test_claim_fast_path_agrees_with_the_claim_decoders(key: int, value: object) -> None:
-    attr, decode = eat._DECODERS[key]
+    attr, decode = decoding._DECODERS[key]
     expected = _decoded(lambda: decode(value, None, 0))
     got = _decoded(lambda: eat.decode_claims({key: value}))
     if got[0] == "ok" and expected[0] == "ok":
@@ -302,7 +303,7 @@ MEASUREMENT_VALUES = st.one_of(
 def test_measurement_fast_check_agrees_with_the_full_one(m: dict[int, Any]) -> None:
     expected = _decoded(lambda: eat.Measurement._checked(m))
     assert _decoded(lambda: eat.Measurement.from_cbor(m)) == expected
-    if eat._is_plain_measurement(m):
+    if measurements._is_plain_measurement(m):
         assert expected[0] == "ok"
 
 
@@ -510,7 +511,9 @@ PROFILE_VALUES = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    changes=st.dictionaries(st.sampled_from(eat._PROFILE_KEYS), PROFILE_VALUES, max_size=3),
+    changes=st.dictionaries(
+        st.sampled_from(device_profile._PROFILE_KEYS), PROFILE_VALUES, max_size=3
+    ),
     key_change=st.sampled_from(
         [
             "none",
@@ -549,16 +552,16 @@ def test_profile_fast_path_agrees_with_the_general_loop(
         payload["x-extra"] = 1
     elif key_change == "reorder":
         payload = dict(reversed(payload.items()))
-    fast = _outcome(lambda: eat._decode_claims(payload, 0))
-    general = _outcome(lambda: eat._decode_claims(cbor.FrozenMap(payload), 0))
+    fast = _outcome(lambda: decoding._decode_claims(payload, 0))
+    general = _outcome(lambda: decoding._decode_claims(cbor.FrozenMap(payload), 0))
     assert fast == general
 
 
 def test_profile_fast_path_is_taken_for_device_tokens() -> None:
     payload = profile_payload()
-    fast = eat._device_profile_claims(payload)
+    fast = device_profile._device_profile_claims(payload)
     assert fast is not None
-    assert fast == eat._decode_claims(cbor.FrozenMap(payload), 0)
+    assert fast == decoding._decode_claims(cbor.FrozenMap(payload), 0)
 
 
 # ---- the COSE_Sign1 envelope read without the CBOR decoder -------------------------------------
