@@ -207,6 +207,10 @@ class DuplicateRecordError(StoreError):
     """A record with the same key already exists (certificate serial, nonce)."""
 
 
+class AuditAnchorError(StoreError):
+    """The audit log no longer holds a head recorded earlier: truncated or rewritten since."""
+
+
 class UnavailableError(ServiceError):
     """A remote service could not be reached or did not answer in time."""
 

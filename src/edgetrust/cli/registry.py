@@ -7,8 +7,10 @@ Commands (each takes ``--db URL`` or ``--config FILE`` and ``--json``):
 * ``revoke UEID [--reason TEXT]`` -- revoke a device and all its certificates; the change goes to
   the revocation feed that agents follow and to the audit log. Revoking again changes nothing.
 * ``revoke-cert SERIAL [--reason TEXT]`` -- revoke one operational certificate (serial in hex).
-* ``audit [--since N] [--limit N] [--verify]`` -- audit entries after ``seq`` N; ``--verify``
-  checks the whole hash chain first.
+* ``audit [--since N] [--limit N] [--verify] [--expect-head SEQ:HASH] [--head]`` -- audit entries
+  after ``seq`` N; ``--verify`` checks the whole hash chain first; ``--expect-head`` also checks
+  that it still holds a head recorded earlier (exit 1 if not: truncated or rewritten, see
+  :mod:`edgetrust.onboarding.ledger`); ``--head`` prints only the verified head, ``SEQ:HASH``.
 * ``revocations [--since N]`` -- the revocation feed after ``seq`` N.
 
 Which database: ``--db URL`` (a path means SQLite), else the ``[registry] url`` of ``--config
@@ -16,8 +18,9 @@ FILE``, else ``$EDGETRUST_DB_URL``, else ``$EDGETRUST_VERIFIER_CONFIG``, else ``
 if present, else ``./registry.db`` (see :func:`edgetrust.onboarding.config.registry_url`). The
 registry must exist: these commands never create one.
 
-Exit codes: 0 done; 1 no such device / certificate; 2 bad input, URL or configuration (also: no
-registry there); 3 the database failed or is unreachable.
+Exit codes: 0 done; 1 no such device / certificate, or the audit log no longer holds the
+recorded head; 2 bad input, URL or configuration (also: no registry there); 3 the database failed
+or is unreachable (also: an audit hash chain that is broken inside).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from typing import Any
 
 import click
 
+from edgetrust.cli.reporting import EXIT_INVALID, fail
 from edgetrust.cli.store_access import Output, store_command
+from edgetrust.errors import AuditAnchorError, ConfigError
+from edgetrust.onboarding.ledger import AuditHead, chain_head
 from edgetrust.onboarding.records import (
     AuditRecord,
     CertificateRecord,
@@ -203,16 +209,58 @@ def revoke_cert(store: SqlRegistryStore, *, serial: int, reason: str, actor: str
     return _revocation_output(event, f"certificate {format(serial, 'x')}")
 
 
+def _audit_head(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> AuditHead | None:
+    if value is None:
+        return None
+    try:
+        return AuditHead.parse(value)
+    except ConfigError as e:
+        raise click.BadParameter(e.message) from None
+
+
 @cli.command()
 @click.option(
     "--since", type=click.IntRange(min=0), default=0, show_default=True, help="After seq N."
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N entries.")
 @click.option("--verify", is_flag=True, help="Check the whole hash chain first (exit 3 if broken).")
+@click.option(
+    "--expect-head",
+    metavar="SEQ:HASH",
+    callback=_audit_head,
+    default=None,
+    help="A head recorded earlier (--head): check that the chain still holds it (exit 1 if the "
+    "log was truncated or rewritten since). Implies --verify.",
+)
+@click.option(
+    "--head",
+    "print_head",
+    is_flag=True,
+    help="Print only the head of the verified chain, SEQ:HASH, to record outside the registry.",
+)
 @store_command
-def audit(store: SqlRegistryStore, *, since: int, limit: int | None, verify: bool) -> Output:
-    """Print the append-only audit log."""
-    chain = store.verify_audit_chain() if verify else None  # StoreError -> exit 3
+def audit(
+    store: SqlRegistryStore,
+    *,
+    since: int,
+    limit: int | None,
+    verify: bool,
+    expect_head: AuditHead | None,
+    print_head: bool,
+) -> Output:
+    """Print the append-only audit log (or, with --head, the head of its hash chain)."""
+    chain = None
+    if verify or expect_head is not None or print_head:
+        try:
+            chain = store.verify_audit_chain(expect_head=expect_head)  # StoreError -> exit 3
+        except AuditAnchorError as e:
+            fail(e, EXIT_INVALID)
+    if print_head and chain is not None:
+        head = chain_head(chain)
+        data = {"seq": head.seq, "digest": head.digest, "head": head.text()}
+        return Output(data=data, lines=[head.text()])
     entries = store.audit_since(since, limit=limit)
     listed = [_audit_json(e) for e in entries]
     lines = [
@@ -221,9 +269,12 @@ def audit(store: SqlRegistryStore, *, since: int, limit: int | None, verify: boo
     ]
     if chain is None:
         return Output(data=listed, lines=lines)
-    verified = {"verified": True, "length": chain.length, "head": chain.head}
-    summary = f"audit chain verified: {chain.length} entries, head {chain.head.hex()}"
-    return Output(data={"entries": listed, "chain": verified}, lines=[summary, *lines])
+    verified: dict[str, Any] = {"verified": True, "length": chain.length, "head": chain.head}
+    summary = [f"audit chain verified: {chain.length} entries, head {chain.head.hex()}"]
+    if expect_head is not None:
+        verified["expected_head"] = expect_head.text()
+        summary.append(f"recorded head {expect_head.text()} is still in the chain")
+    return Output(data={"entries": listed, "chain": verified}, lines=[*summary, *lines])
 
 
 @cli.command()

@@ -18,6 +18,15 @@ Audit entries form a hash chain: ``digest_n = SHA-256(digest_{n-1} || E_n)`` wit
 ``[seq, at (UTC ISO 8601, microseconds), actor, action, subject, detail (canonical JSON text)]``.
 :func:`verify_chain` recomputes it, so an entry altered or removed behind the store's back (for
 example by an operator who dropped the triggers) is detected.
+
+The chain alone cannot show that entries were removed *from the end*, nor a log rewritten from
+some entry on with every later digest recomputed: what is left is a valid chain. Hence anchoring:
+an operator records the head now and then somewhere else (:class:`AuditHead`, written
+``SEQ:HASH`` -- ``edgetrust registry audit --head``), and ``verify_chain(..., expect_head=head)``
+(``edgetrust registry audit --verify --expect-head SEQ:HASH``) then also checks that the log still
+holds entry ``SEQ`` with digest ``HASH``; if not it raises :class:`AuditAnchorError` (the log ends
+before ``SEQ``: truncated; another digest there: rewritten). Entries appended since pass. What
+was appended after the last recorded head is covered only by the next one.
 """
 
 from __future__ import annotations
@@ -25,12 +34,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from edgetrust.errors import InvalidRequestError, OversizeError, StoreError
+from edgetrust.errors import (
+    AuditAnchorError,
+    ConfigError,
+    InvalidRequestError,
+    OversizeError,
+    StoreError,
+)
 from edgetrust.onboarding import schema as s
 from edgetrust.onboarding.database import Database
 from edgetrust.onboarding.records import (
@@ -76,6 +92,19 @@ def audit_digest(
         ensure_ascii=False,
     )
     return hashlib.sha256(previous + entry.encode("utf-8")).digest()
+
+
+def entry_digest(previous: bytes, entry: AuditRecord) -> bytes:
+    """What ``entry``'s digest must be after ``previous`` (its own ``digest`` is not read)."""
+    return audit_digest(
+        previous,
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        subject=entry.subject,
+        detail=entry.detail_json,
+    )
 
 
 def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetime) -> AuditRecord:
@@ -127,29 +156,93 @@ def append_audit(db: Database, conn: Connection, event: AuditEvent, now: datetim
     )
 
 
-def verify_chain(entries: Iterable[AuditRecord], *, start: int = 1) -> AuditChain:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditHead:
+    """One point of the audit chain, to be recorded outside the registry: ``seq`` and its digest.
+
+    ``seq = 0`` with :data:`AUDIT_GENESIS` is the head of an empty log.
+    """
+
+    seq: int
+    digest: bytes
+
+    def text(self) -> str:
+        """``SEQ:HASH`` (the digest in lower-case hex): what ``--expect-head`` reads back."""
+        return f"{self.seq}:{self.digest.hex()}"
+
+    @classmethod
+    def parse(cls, text: str) -> AuditHead:
+        """Read ``SEQ:HASH``; :class:`ConfigError` unless SEQ >= 0 and HASH is 64 hex digits."""
+        seq_text, colon, digest_text = text.strip().partition(":")
+        if not colon or not (seq_text.isascii() and seq_text.isdigit()):
+            raise ConfigError(f"an audit head is SEQ:HASH (e.g. 42:<64 hex digits>), not {text!r}")
+        try:
+            digest = bytes.fromhex(digest_text)
+        except ValueError:
+            digest = b""
+        if len(digest) != len(AUDIT_GENESIS):
+            raise ConfigError(f"the HASH of an audit head is 64 hex digits (SHA-256), not {text!r}")
+        return cls(seq=int(seq_text), digest=digest)
+
+
+def chain_head(chain: AuditChain, *, start: int = 1) -> AuditHead:
+    """The head of a chain verified by :func:`verify_chain` (from ``start``)."""
+    return AuditHead(seq=start - 1 + chain.length, digest=chain.head)
+
+
+def verify_chain(
+    entries: Iterable[AuditRecord], *, start: int = 1, expect_head: AuditHead | None = None
+) -> AuditChain:
     """Check that ``entries`` run ``start, start+1, ...`` and that every digest chains.
 
     Pure (no I/O): feed it the whole log in ``seq`` order. Raises :class:`StoreError` at the first
-    gap or altered entry.
+    gap or altered entry. With ``expect_head`` (a head recorded earlier), also checks that the
+    chain still holds it, or raises :class:`AuditAnchorError` (see the module docstring).
     """
     previous, expected = AUDIT_GENESIS, start
+    anchor_seq = -1 if expect_head is None else expect_head.seq
+    at_anchor = previous if anchor_seq == start - 1 else None
     for entry in entries:
         if entry.seq != expected:
             raise StoreError(f"audit log gap: seq {expected} is missing (found {entry.seq})")
-        digest = audit_digest(
-            previous,
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            detail=entry.detail_json,
-        )
+        digest = entry_digest(previous, entry)
         if digest != entry.digest:
             raise StoreError(f"audit log altered: digest mismatch at seq {entry.seq}")
+        if entry.seq == anchor_seq:
+            at_anchor = digest
         previous, expected = digest, expected + 1
-    return AuditChain(length=expected - start, head=previous)
+    chain = AuditChain(length=expected - start, head=previous)
+    if expect_head is not None:
+        _check_head(expect_head, at_anchor, chain_head(chain, start=start))
+    return chain
+
+
+def _check_head(expected: AuditHead, digest: bytes | None, head: AuditHead) -> None:
+    """Compare a recorded head with the verified chain that ends at ``head``.
+
+    ``digest`` is the chain's digest at ``expected.seq`` (``None`` where the chain does not reach
+    it). Raises :class:`AuditAnchorError` for a truncated or rewritten log.
+    """
+    hint = (
+        "entries recorded before were removed or replaced behind the store's back: keep this "
+        "database for inspection and restore the registry from a backup"
+    )
+    if digest is None:
+        if expected.seq > head.seq:
+            raise AuditAnchorError(
+                f"audit log truncated: it ends at seq {head.seq}, "
+                f"before the recorded head {expected.text()}",
+                hint=hint,
+            )
+        raise AuditAnchorError(
+            f"the recorded head {expected.text()} is before the verified part of the log",
+        )
+    if digest != expected.digest:
+        raise AuditAnchorError(
+            f"audit log rewritten: seq {expected.seq} has digest {digest.hex()}, "
+            f"not the recorded {expected.digest.hex()}",
+            hint=hint,
+        )
 
 
 def append_revocation(

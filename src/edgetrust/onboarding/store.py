@@ -127,7 +127,7 @@ class RegistryStore(NonceStore, Protocol):
     def list_endorsements(self, *, product: str | None = None) -> list[EndorsementRecord]: ...
     def append_audit(self, event: AuditEvent, *, now: datetime) -> AuditRecord: ...
     def audit_since(self, after_seq: int = 0, *, limit: int | None = None) -> list[AuditRecord]: ...
-    def verify_audit_chain(self) -> AuditChain: ...
+    def verify_audit_chain(self, *, expect_head: ledger.AuditHead | None = None) -> AuditChain: ...
 
 
 class SqlRegistryStore:
@@ -710,9 +710,10 @@ class SqlRegistryStore:
             query = query.limit(limit)
         return [rec.audit_record(r) for r in self._db.read(lambda c: c.execute(query).all())]
 
-    def verify_audit_chain(self) -> AuditChain:
-        """Check that ``seq`` runs 1..n without gaps and every digest chains (or StoreError)."""
-        return ledger.verify_chain(self._iter_audit())
+    def verify_audit_chain(self, *, expect_head: ledger.AuditHead | None = None) -> AuditChain:
+        """Check that ``seq`` runs 1..n without gaps and every digest chains (or StoreError);
+        with ``expect_head``, that the log still holds that head (or AuditAnchorError)."""
+        return ledger.verify_chain(self._iter_audit(), expect_head=expect_head)
 
     def _iter_audit(self, batch: int = 2000) -> Iterator[AuditRecord]:
         after = 0
