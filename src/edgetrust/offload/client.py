@@ -20,7 +20,9 @@ raised.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -47,7 +49,7 @@ from edgetrust.errors import (
     RevokedError,
     UnavailableError,
 )
-from edgetrust.offload.config import ClientSettings
+from edgetrust.offload.config import ClientSettings, Transport
 from edgetrust.offload.images import ImageInput
 from edgetrust.offload.models import bundled_catalog, load_catalog
 from edgetrust.offload.runtime import InferenceBackend, Prediction, RuntimeSettings
@@ -152,8 +154,160 @@ def _read(path: Path, what: str) -> bytes:
         raise KeyFileError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
+_CLOSE = object()
+
+#: An idle persistent stream is ended after this many seconds: on the agent every open stream
+#: holds a handler thread (``agent.max_workers``), so a device that stopped calling gives it back.
+STREAM_IDLE_S = 3.0
+
+
+class PersistentStream:
+    """One ``ClassifyStream`` reused by successive calls: a call = one request and its response.
+
+    The agent authenticates the caller once per stream instead of once per call, and HTTP/2 sets
+    up no new stream per image. Semantics are those of a unary call:
+
+    * **timeout** per call: a watcher thread cancels the stream when a call's answer is late; the
+      call raises :class:`DeadlineExceededError` and the next call opens a new stream (a late
+      answer can never be taken for the next call's);
+    * **errors** are the agent's statuses translated by :func:`error_from_rpc`; any error ends the
+      stream (the agent ends it too), the next call opens a new one. A stream that the agent ended
+      while it was idle (revocation, restart) is replaced before use, so a revoked device's next
+      call is refused on a fresh stream with the agent's current verdict;
+    * **one call at a time**: callers hold :attr:`lock` around :meth:`exchange` (the backend
+      sends concurrent calls unary instead of queueing them here);
+    * **idle**: the watcher ends the stream after ``idle_s`` to ``2 * idle_s`` without calls.
+    """
+
+    def __init__(self, open_call: Any, *, agent: str, idle_s: float = STREAM_IDLE_S) -> None:
+        self.lock = threading.Lock()
+        self._open_call = open_call
+        self._agent = agent
+        self._idle_s = idle_s
+        self._cond = threading.Condition(threading.Lock())
+        self._call: Any = None
+        self._outbox: queue.SimpleQueue[Any] | None = None
+        self._seq = 0
+        self._inflight: int | None = None  # the call waiting for its answer
+        self._deadline = 0.0
+        self._expired: int | None = None  # the call whose answer came too late
+        self._last_used = 0.0
+        self._wake_at = math.inf  # when the watcher wakes up next
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        with self._cond:
+            return self._call is not None
+
+    def exchange(self, request: Any, *, timeout: float) -> Any:
+        """Send ``request``, return its response (hold :attr:`lock`); our errors only.
+
+        ``timeout`` (seconds) bounds this call alone, like a unary call's ``timeout``."""
+        with self._cond:
+            if self._closed:
+                raise UnavailableError(f"agent {self._agent}: the client is closed")
+            if self._call is not None and self._call.done():
+                self._end_locked()  # ended by the agent while idle: use a fresh one
+            if self._call is None:
+                self._open_locked()
+            call, outbox = self._call, self._outbox
+            self._seq += 1
+            seq = self._inflight = self._seq
+            self._deadline = time.monotonic() + timeout
+            if self._deadline < self._wake_at:
+                self._cond.notify()
+        if outbox is None:  # pragma: no cover - opened above
+            raise UnavailableError(f"agent {self._agent}: no stream")
+        outbox.put(request)
+        try:
+            response = next(call)
+        except grpc.RpcError as e:
+            if self._finish(seq, call, failed=True):
+                raise DeadlineExceededError(
+                    f"agent {self._agent}: no answer within {timeout:g} s"
+                ) from e
+            raise error_from_rpc(e, agent=self._agent) from e
+        except StopIteration as e:
+            self._finish(seq, call, failed=True)
+            raise UnavailableError(f"agent {self._agent}: the agent ended the stream") from e
+        self._finish(seq, call, failed=False)
+        return response
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._end_locked()
+            self._cond.notify()
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(1.0)
+
+    def _finish(self, seq: int, call: Any, *, failed: bool) -> bool:
+        """End the exchange ``seq``; True when the watcher found it late."""
+        with self._cond:
+            if self._inflight == seq:
+                self._inflight = None
+            self._last_used = time.monotonic()
+            expired = self._expired == seq
+            if failed and self._call is call:
+                self._end_locked()
+            return expired
+
+    def _open_locked(self) -> None:
+        outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def requests() -> Iterator[Any]:
+            while (item := outbox.get()) is not _CLOSE:
+                yield item
+
+        self._call = self._open_call(requests())
+        self._outbox = outbox
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch, name=f"stream-watch {self._agent}", daemon=True
+            )
+            self._watcher.start()
+
+    def _end_locked(self) -> None:
+        call, outbox = self._call, self._outbox
+        self._call = self._outbox = None
+        if outbox is not None:
+            outbox.put(_CLOSE)  # half-close: gRPC's request thread returns
+        if call is not None:
+            call.cancel()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                if self._inflight is not None:
+                    if now >= self._deadline:
+                        self._expired, self._inflight = self._inflight, None
+                        self._end_locked()  # the waiting caller sees the call end
+                        continue
+                    # also look again within idle_s: the call may end long before its deadline
+                    self._wake_at = min(self._deadline, now + self._idle_s)
+                elif self._call is not None:
+                    if now >= self._last_used + self._idle_s:
+                        self._end_locked()
+                        continue
+                    self._wake_at = self._last_used + self._idle_s
+                else:
+                    self._wake_at = math.inf
+                self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+                self._wake_at = math.inf
+
+
 class RemoteBackend:
-    """The agent over mutual TLS, with the device's operational certificate."""
+    """The agent over mutual TLS, with the device's operational certificate.
+
+    ``transport`` (:class:`~edgetrust.offload.config.Transport`): ``stream`` sends each
+    :meth:`classify` over a :class:`PersistentStream` (a call made while another thread is using
+    it goes unary); ``unary`` makes one ``Classify`` call per image. Answers, errors, timeouts
+    and retries are the same.
+    """
 
     def __init__(
         self,
@@ -167,7 +321,12 @@ class RemoteBackend:
         timeout_s: float = 5.0,
         retries: int = 2,
         backoff_s: float = 0.05,
+        transport: Transport | str = Transport.STREAM,
     ) -> None:
+        try:
+            self.transport = Transport(transport)
+        except ValueError as e:
+            raise ConfigError(f"transport must be stream or unary, not {transport!r}") from e
         self.agent = agent
         self.model = model
         self.timeout_s = timeout_s
@@ -183,10 +342,19 @@ class RemoteBackend:
             options.append(("grpc.ssl_target_name_override", server_name))
         self._channel = grpc.secure_channel(agent, credentials, options=options)
         self._stub = inference_pb2_grpc.InferenceStub(self._channel)
+        self._stream = (
+            PersistentStream(self._stub.ClassifyStream, agent=agent)
+            if self.transport is Transport.STREAM
+            else None
+        )
 
     @property
     def name(self) -> str:
         return "remote"
+
+    @property
+    def stream(self) -> PersistentStream | None:
+        return self._stream
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the TLS connection is up; UnavailableError if not within ``timeout``."""
@@ -198,7 +366,14 @@ class RemoteBackend:
     def classify(self, image: ImageInput, *, top_k: int = 1) -> Prediction:
         request = request_for(image, model=self.model, top_k=top_k)
         started = time.perf_counter()
-        response = self._call(self._stub.Classify, request)
+        stream = self._stream
+        if stream is not None and stream.lock.acquire(blocking=False):
+            try:
+                response = self._call(stream.exchange, request)
+            finally:
+                stream.lock.release()
+        else:
+            response = self._call(self._stub.Classify, request)
         elapsed = (time.perf_counter() - started) * 1000.0
         return prediction_from_response(response, latency_ms=elapsed, backend=self.name)
 
@@ -236,20 +411,31 @@ class RemoteBackend:
         ]
 
     def _call(self, method: Any, request: Any) -> Any:
+        """``method(request)`` with the timeout and the retries: a unary stub method (gRPC
+        errors) or :meth:`PersistentStream.exchange` (our errors)."""
         attempt = 0
         while True:
             try:
                 return method(request, timeout=self.timeout_s)
             except grpc.RpcError as e:
                 error = error_from_rpc(e, agent=self.agent)
-                retryable = isinstance(error, OverloadedError) or (type(error) is UnavailableError)
-                if not retryable or attempt >= self.retries:
+                if not _retryable(error) or attempt >= self.retries:
                     raise error from e
+            except (UnavailableError, OverloadedError) as e:
+                if not _retryable(e) or attempt >= self.retries:
+                    raise
             attempt += 1
             time.sleep(self.backoff_s * (2 ** (attempt - 1)))
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         self._channel.close()
+
+
+def _retryable(error: Error) -> bool:
+    """Worth another try: the agent was unreachable or overloaded (no deadline, no refusal)."""
+    return isinstance(error, OverloadedError) or type(error) is UnavailableError
 
 
 class Classifier:
@@ -273,6 +459,7 @@ class Classifier:
         timeout: float | None = None,
         retries: int | None = None,
         fallback: bool | None = None,
+        transport: str | None = None,
         config: str | os.PathLike[str] | None = None,
         local: InferenceBackend | None = None,
         runtime: RuntimeSettings | None = None,
@@ -291,6 +478,7 @@ class Classifier:
                 "timeout": timeout,
                 "retries": retries,
                 "fallback": fallback,
+                "transport": transport,
             },
             environ=environ,
             config_file=Path(config) if config is not None else None,
@@ -320,6 +508,7 @@ class Classifier:
                 server_name=s.server_name,
                 timeout_s=s.timeout_s,
                 retries=s.retries,
+                transport=s.transport,
             )
 
     @property

@@ -60,7 +60,8 @@ then the file named by ``EDGETRUST_CONFIG`` (``[client]`` table), then defaults:
 ``EDGETRUST_BACKEND`` (auto | local | remote), ``EDGETRUST_AGENT`` (host:port),
 ``EDGETRUST_CERT``, ``EDGETRUST_KEY``, ``EDGETRUST_CA``, ``EDGETRUST_SERVER_NAME``,
 ``EDGETRUST_TIMEOUT`` (seconds), ``EDGETRUST_RETRIES``, ``EDGETRUST_FALLBACK`` (1/0),
-``EDGETRUST_MODEL``, ``EDGETRUST_CATALOG``.
+``EDGETRUST_MODEL``, ``EDGETRUST_CATALOG``, ``EDGETRUST_TRANSPORT`` (stream | unary: how calls
+travel to the agent; see :class:`Transport`).
 """
 
 from __future__ import annotations
@@ -319,6 +320,20 @@ def _feed(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str)
 # ------------------------------------------------------------------------------------------------
 
 
+class Transport(StrEnum):
+    """How the remote backend's calls travel to the agent (same answers, same errors).
+
+    ``stream``: one persistent ``ClassifyStream`` per backend, each call one request message and
+    its response (no per-call HTTP/2 stream set-up or per-call authentication on the agent); it is
+    closed after a few idle seconds, so an idle device does not hold one of the agent's handler
+    threads. Calls made while another thread uses the stream go unary. ``unary``: one
+    ``Classify`` call per image.
+    """
+
+    STREAM = "stream"
+    UNARY = "unary"
+
+
 class BackendChoice(StrEnum):
     AUTO = "auto"  # remote when an agent is configured (falling back to local), else local
     LOCAL = "local"
@@ -340,6 +355,7 @@ class ClientSettings:
     retries: int = 2
     fallback: bool = True
     catalog: Path | None = None
+    transport: Transport = Transport.STREAM
 
     def __post_init__(self) -> None:
         if self.agent is not None:
@@ -384,7 +400,7 @@ class ClientSettings:
             _only(
                 file_values,
                 {"model", "backend", "agent", "cert", "key", "ca", "server_name", "timeout",
-                 "retries", "fallback", "catalog"},
+                 "retries", "fallback", "catalog", "transport"},
                 f"{path} [client]",
             )  # fmt: skip
         env_names = {
@@ -399,6 +415,7 @@ class ClientSettings:
             "retries": "EDGETRUST_RETRIES",
             "fallback": "EDGETRUST_FALLBACK",
             "catalog": "EDGETRUST_CATALOG",
+            "transport": "EDGETRUST_TRANSPORT",
         }
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
 
@@ -425,10 +442,15 @@ class ClientSettings:
         timeout, _ = pick("timeout")
         retries, _ = pick("retries")
         fallback, _ = pick("fallback")
+        transport, _ = pick("transport")
         try:
             choice = BackendChoice(str(backend).lower()) if backend is not None else None
         except ValueError as e:
             raise ConfigError(f"backend must be auto, local or remote, not {backend!r}") from e
+        try:
+            way = Transport(str(transport).lower()) if transport is not None else None
+        except ValueError as e:
+            raise ConfigError(f"transport must be stream or unary, not {transport!r}") from e
         return cls(
             model=str(model) if model is not None else "digits-mnv3",
             backend=choice or BackendChoice.AUTO,
@@ -441,6 +463,7 @@ class ClientSettings:
             retries=_as_int(retries, "retries") if retries is not None else 2,
             fallback=_as_bool(fallback, "fallback") if fallback is not None else True,
             catalog=path_of("catalog"),
+            transport=way or Transport.STREAM,
         )
 
 

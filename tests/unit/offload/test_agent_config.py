@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgetrust.errors import ConfigError
-from edgetrust.offload.config import AgentConfig, BackendChoice, ClientSettings
+from edgetrust.offload.config import AgentConfig, BackendChoice, ClientSettings, Transport
 from edgetrust.offload.runtime import ExecutionMode
 
 FULL = """
@@ -173,6 +173,14 @@ def test_client_defaults() -> None:
     assert s.model == "digits-mnv3"
     assert s.fallback
     assert (s.timeout_s, s.retries) == (5.0, 2)
+    assert s.transport is Transport.STREAM
+
+
+def test_client_transport_from_the_environment_or_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, CLIENT + 'transport = "unary"\n', "client.toml")
+    assert ClientSettings.resolve(environ={}, config_file=path).transport is Transport.UNARY
+    env = {"EDGETRUST_TRANSPORT": "Stream"}
+    assert ClientSettings.resolve(environ=env, config_file=path).transport is Transport.STREAM
 
 
 def test_client_file_values_with_paths_relative_to_the_file(tmp_path: Path) -> None:
@@ -218,6 +226,7 @@ def test_auto_backend_is_remote_when_an_agent_is_configured() -> None:
         ({"EDGETRUST_RETRIES": "1.5"}, "retries must be an integer"),
         ({"EDGETRUST_RETRIES": "99"}, "retries must be in"),
         ({"EDGETRUST_FALLBACK": "maybe"}, "fallback must be true or false"),
+        ({"EDGETRUST_TRANSPORT": "carrier-pigeon"}, "transport must be stream or unary"),
     ],
 )
 def test_invalid_client_settings_are_config_errors(env: dict[str, str], match: str) -> None:
