@@ -24,7 +24,7 @@ from edgetrust.attest.eat.model import (
     _EatClaimsDraft,
     _VersionDraft,
 )
-from edgetrust.attest.eat.values import _DEBUG_STATUS
+from edgetrust.attest.eat.values import _debug_status
 from edgetrust.attest.eat.vocabulary import (
     DEVICE_PROFILE,
     HWMODEL_MAX,
@@ -108,7 +108,7 @@ def _device_profile_claims(claims: dict[Any, Any]) -> EatClaims | None:
         and type(swversion[0]) is str
     ):
         return None
-    status = _DEBUG_STATUS.get(dbgstat)
+    status = _debug_status(dbgstat)
     if status is None:
         return None
     version = _VersionDraft(swversion[0], None)

@@ -113,8 +113,9 @@ class EatClaims:
         layer); ``cnf`` as ``{"cose_key": {...}}`` or ``{"kid": ...}``; submods recursively.
         """
         out: dict[str, Any] = {}
+        claim_name = CLAIM_NAMES.get
         for key, value in encode_claims_map(self).items():
-            name = CLAIM_NAMES.get(key, str(key)) if isinstance(key, int) else key
+            name = claim_name(key, str(key)) if isinstance(key, int) else key
             out[name] = jsonable(value)
         if self.measurements is not None:
             out["measurements"] = [_measurement_json(m) for m in self.measurements]

@@ -26,6 +26,10 @@ from edgetrust.errors import ClaimError
 
 # dbgstat value -> DebugStatus (a dict lookup, cheaper than the enum call)
 _DEBUG_STATUS: Final = {d.value: d for d in DebugStatus}
+#: ``_DEBUG_STATUS.get``: the DebugStatus of a dbgstat value, or None.
+# (Bound once for the other modules: in CPython 3.11 a method call on an imported name
+# compiles to LOAD_ATTR, which builds a bound method on every call, not LOAD_METHOD.)
+_debug_status: Final = _DEBUG_STATUS.get
 
 
 def _name(key: int) -> str:
