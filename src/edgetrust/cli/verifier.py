@@ -5,10 +5,13 @@
 * ``edgetrust verifier endorse FILE`` -- import a factory's endorsement bundle (trust anchors +
   reference values) into the registry; one endorsement per product (a newer bundle for a product
   replaces its previous one).
-* ``edgetrust verifier serve [--config FILE] [--listen HOST:PORT]`` -- serve
+* ``edgetrust verifier serve [--config FILE] [--listen HOST:PORT] [--processes N]`` -- serve
   ``edgetrust.v1.Verifier`` (and the revocation feed) until SIGINT / SIGTERM, then stop
   gracefully. The first line on stdout names the bound addresses (``--listen 127.0.0.1:0`` picks a
-  free port).
+  free port); it is printed once every process serves. ``--processes N`` runs N verifier
+  processes on the same ports (see :mod:`edgetrust.onboarding.verifier_processes`); one of them
+  dying stops the verifier with exit code 3. The last line is ``verifier stopped {metrics}``
+  (added up over the processes).
 """
 
 from __future__ import annotations
@@ -25,25 +28,28 @@ from types import FrameType
 
 import click
 
-from edgetrust.attest.appraisal import AppraisalPolicy
 from edgetrust.attest.reference import EndorsementBundle, ReferenceValues
-from edgetrust.cli.reporting import emit_json, fail
-from edgetrust.errors import ConfigError, Error
-from edgetrust.onboarding.attestation import AttestationSettings
+from edgetrust.cli.reporting import EXIT_SERVICE, emit_json, fail
+from edgetrust.errors import ConfigError, ServiceError
 from edgetrust.onboarding.config import (
     CONFIG_FILE,
     DEFAULT_FEED_LISTEN,
     DEFAULT_LISTEN,
     DEFAULT_TRUST_DOMAIN,
     ENV_CONFIG,
+    MAX_PROCESSES,
     VerifierConfig,
     load_config,
     parse_listen,
 )
 from edgetrust.onboarding.records import Endorsement
 from edgetrust.onboarding.store import SqlRegistryStore
-from edgetrust.onboarding.verifier import VerifierSettings, build_verifier_server
-from edgetrust.onboarding.workspace import init_workspace, load_keys, write_config
+from edgetrust.onboarding.verifier_processes import (
+    VerifierProcesses,
+    metrics_line,
+    open_verifier,
+)
+from edgetrust.onboarding.workspace import init_workspace, write_config
 
 _CONFIG_HELP = "Verifier configuration (verifier.toml). [env: EDGETRUST_VERIFIER_CONFIG]"
 
@@ -174,18 +180,26 @@ def endorse(bundle_file: Path, config_path: Path | None, as_json: bool) -> None:
 @click.option(
     "--feed-listen", metavar="HOST:PORT", help='Override verifier.feed_listen ("" = off).'
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(1, MAX_PROCESSES),
+    help="Verifier processes sharing the ports (SO_REUSEPORT); overrides verifier.processes "
+    "[env: EDGETRUST_VERIFIER_PROCESSES; default 1].",
+)
 @click.option("--grace", default=5.0, show_default=True, help="Seconds to finish calls on stop.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per attestation.")
-def serve(
+def serve(  # noqa: PLR0917 - click passes options positionally
     config_path: Path | None,
     listen: str | None,
     feed_listen: str | None,
+    processes: int | None,
     grace: float,
     verbose: bool,
 ) -> None:
     """Serve edgetrust.v1.Verifier (TLS) and the revocation feed (mTLS) until interrupted."""
+    level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -198,33 +212,19 @@ def serve(
             config = dataclasses.replace(config, feed_listen=feed)
     except ConfigError as e:
         fail(e)
-    keys = load_keys(config)
-    store = SqlRegistryStore(
-        config.database_url, create=True, sqlite_synchronous=config.sqlite_synchronous
-    )
-    settings = VerifierSettings(
-        listen=str(config.listen),
-        feed_listen=str(config.feed_listen) if config.feed_listen else None,
-        trust_domain=config.trust_domain,
-        certificate_lifetime=config.certificate_lifetime,
-        workers=config.workers,
-        attestation=AttestationSettings(
-            nonce_ttl=config.nonce_ttl,
-            endorsement_refresh=config.endorsement_refresh,
-            appraisal=AppraisalPolicy(),
-        ),
-    )
-    try:
-        server = build_verifier_server(keys=keys, store=store, settings=settings).start()
-    except Error:
-        store.close()
-        raise
+    if processes is not None:
+        config = dataclasses.replace(config, processes=processes)
+    if config.processes > 1:
+        _serve_processes(config, grace=grace, log_level=level)
+        return
+    running = open_verifier(config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
+    server = running.server
     feed_text = f"; revocation feed {server.feed_address}" if server.feed_address else ""
     click.echo(f"verifier listening on {server.address}{feed_text}")
     sys.stdout.flush()
@@ -235,6 +235,32 @@ def serve(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        server.stop(grace)
-        store.close()
-    click.echo(f"verifier stopped {server.metrics.snapshot()}")
+        metrics = running.stop(grace)
+    click.echo(metrics_line(metrics))
+
+
+def _serve_processes(config: VerifierConfig, *, grace: float, log_level: int) -> None:
+    """``serve`` with ``config.processes`` processes: announced once all serve; a process that
+    dies stops the verifier with exit code 3 (see onboarding.verifier_processes)."""
+    group = VerifierProcesses(config, config.processes, grace=grace, log_level=log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        group.start()
+        feed_text = f"; revocation feed {group.feed_address}" if group.feed_address else ""
+        click.echo(f"verifier listening on {group.address}{feed_text}")
+        sys.stdout.flush()
+        try:
+            group.supervise(stop)
+        except ServiceError as e:
+            group.stop()
+            fail(e, EXIT_SERVICE)
+        metrics = group.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo(metrics_line(metrics))

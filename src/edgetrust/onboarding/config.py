@@ -9,7 +9,8 @@ File format (every key optional; relative paths are relative to the file's direc
     certificate_lifetime_s = 3600      # 60 s .. 1 day; also "90m", "1h"
     nonce_ttl_s = 60                   # 1 s .. 1 h
     endorsement_refresh_s = 5          # 0.1 s .. 1 h
-    workers = 8                        # gRPC handler threads, 1..256
+    workers = 8                        # gRPC handler threads (per process), 1..256
+    processes = 1                      # verifier processes sharing the ports, 1..64
 
     [keys]
     cluster_ca = "cluster-ca"          # certs.ca directory of the cluster CA
@@ -32,6 +33,7 @@ Environment overrides (they win over the file; command-line flags win over both)
 ``EDGETRUST_VERIFIER_TRUST_DOMAIN``    ``[verifier] trust_domain``
 ``EDGETRUST_CERT_LIFETIME``            ``[verifier] certificate_lifetime_s``
 ``EDGETRUST_NONCE_TTL``                ``[verifier] nonce_ttl_s``
+``EDGETRUST_VERIFIER_PROCESSES``       ``[verifier] processes``
 =====================================  ==========================================
 
 The registry database, when nothing names one, is ``registry.db`` next to the config file, or in
@@ -63,6 +65,7 @@ REGISTRY_FILE: Final = "registry.db"
 DEFAULT_LISTEN: Final = "127.0.0.1:7443"
 DEFAULT_FEED_LISTEN: Final = "127.0.0.1:7445"
 DEFAULT_TRUST_DOMAIN: Final = "edgetrust.local"
+MAX_PROCESSES: Final = 64
 
 ENV_CONFIG: Final = "EDGETRUST_VERIFIER_CONFIG"
 ENV_DB_URL: Final = "EDGETRUST_DB_URL"
@@ -76,6 +79,7 @@ ENV_OVERRIDES: Final[Mapping[str, tuple[str, str]]] = {
     "EDGETRUST_VERIFIER_TRUST_DOMAIN": ("verifier", "trust_domain"),
     "EDGETRUST_CERT_LIFETIME": ("verifier", "certificate_lifetime_s"),
     "EDGETRUST_NONCE_TTL": ("verifier", "nonce_ttl_s"),
+    "EDGETRUST_VERIFIER_PROCESSES": ("verifier", "processes"),
 }
 
 _SCHEMA: Final[Mapping[str, frozenset[str]]] = {
@@ -88,6 +92,7 @@ _SCHEMA: Final[Mapping[str, frozenset[str]]] = {
             "nonce_ttl_s",
             "endorsement_refresh_s",
             "workers",
+            "processes",
         }
     ),
     "keys": frozenset({"cluster_ca", "ear_key", "server_cert", "server_key"}),
@@ -120,6 +125,8 @@ class VerifierConfig:
     nonce_ttl: timedelta
     endorsement_refresh: timedelta
     workers: int
+    #: verifier processes serving the same ports (``verifier serve --processes``)
+    processes: int
     cluster_ca: Path
     ear_key: Path
     server_cert: Path
@@ -154,6 +161,7 @@ def load_config(
             "verifier", "endorsement_refresh_s", 5, low=0.1, high=3600
         ),
         workers=values.integer("verifier", "workers", 8, low=1, high=256),
+        processes=values.integer("verifier", "processes", 1, low=1, high=MAX_PROCESSES),
         cluster_ca=base / values.text("keys", "cluster_ca", "cluster-ca"),
         ear_key=base / values.text("keys", "ear_key", "ear-key.pem"),
         server_cert=base / values.text("keys", "server_cert", "server/cert.pem"),

@@ -367,6 +367,8 @@ class VerifierServer:
     ``listen`` is the device port (server-authenticated TLS: devices have no certificate yet).
     ``feed_listen``, when given, is a second port that requires a client certificate from the
     cluster CA; the revocation feed answers only there (PERMISSION_DENIED elsewhere).
+    ``reuse_port``: bind with ``SO_REUSEPORT``, so that the servers of several processes share
+    the ports (:mod:`edgetrust.onboarding.verifier_processes`).
     """
 
     def __init__(
@@ -382,6 +384,7 @@ class VerifierServer:
         limits: RequestLimits | None = None,
         feed_settings: FeedSettings | None = None,
         metrics: Metrics | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.core = core
         self.limits = limits or RequestLimits()
@@ -395,7 +398,9 @@ class VerifierServer:
         options = [
             ("grpc.max_receive_message_length", self.limits.max_message_bytes),
             ("grpc.max_send_message_length", 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            # Several verifier processes share a port only when asked to (verifier_processes);
+            # otherwise a second server on a taken port fails instead of silently joining it.
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
         self._server = grpc.server(pool, options=options)
         verifier_pb2_grpc.add_VerifierServicer_to_server(
@@ -494,6 +499,8 @@ class VerifierSettings:
     attestation: AttestationSettings = field(default_factory=AttestationSettings)
     limits: RequestLimits = field(default_factory=RequestLimits)
     feed: FeedSettings = field(default_factory=FeedSettings)
+    #: share the ports with the other processes of a verifier (SO_REUSEPORT)
+    reuse_port: bool = False
 
 
 def build_verifier_server(
@@ -537,4 +544,5 @@ def build_verifier_server(
         limits=settings.limits,
         feed_settings=settings.feed,
         metrics=metrics,
+        reuse_port=settings.reuse_port,
     )

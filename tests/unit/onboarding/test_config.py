@@ -25,6 +25,7 @@ certificate_lifetime_s = "30m"
 nonce_ttl_s = 20
 endorsement_refresh_s = 0.5
 workers = 4
+processes = 3
 
 [keys]
 cluster_ca = "ca"
@@ -54,6 +55,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.certificate_lifetime == timedelta(hours=1)
     assert config.nonce_ttl == timedelta(seconds=60)
     assert config.workers == 8
+    assert config.processes == 1
     assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'registry.db'}"
     assert config.sqlite_synchronous == "FULL"
     assert config.server_key == tmp_path.resolve() / "server/key.pem"
@@ -71,6 +73,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert config.nonce_ttl == timedelta(seconds=20)
     assert config.endorsement_refresh == timedelta(seconds=0.5)
     assert config.workers == 4
+    assert config.processes == 3
     assert config.cluster_ca == base / "ca"
     assert config.ear_key == Path("/etc/edgetrust/ear.pem")
     assert config.database_url == f"sqlite:///{base / 'data/registry.db'}"
@@ -86,6 +89,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
         "EDGETRUST_CERT_LIFETIME": "2h",
         "EDGETRUST_NONCE_TTL": "45",
         "EDGETRUST_SQLITE_SYNCHRONOUS": "EXTRA",
+        "EDGETRUST_VERIFIER_PROCESSES": "2",
     }
     config = load_config(_write(tmp_path, FULL), env=env)
     assert config.database_url == "postgresql://verifier@db.internal/edgetrust"
@@ -95,6 +99,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert config.certificate_lifetime == timedelta(hours=2)
     assert config.nonce_ttl == timedelta(seconds=45)
     assert config.sqlite_synchronous == "EXTRA"
+    assert config.processes == 2
 
 
 def test_config_file_from_the_environment(tmp_path: Path) -> None:
@@ -144,6 +149,9 @@ def test_sqlite_urls_are_resolved_against_the_file(tmp_path: Path) -> None:
         ("[verifier]\nendorsement_refresh_s = 7200\n", r"endorsement_refresh_s: must be at most"),
         ("[verifier]\nworkers = 0\n", r"\[verifier\] workers: must be an integer 1..256"),
         ("[verifier]\nworkers = 2.5\n", r"workers: must be an integer"),
+        ("[verifier]\nprocesses = 0\n", r"\[verifier\] processes: must be an integer 1..64"),
+        ("[verifier]\nprocesses = 65\n", r"\[verifier\] processes: must be an integer 1..64"),
+        ("[verifier]\nprocesses = 1.5\n", r"\[verifier\] processes: must be an integer"),
         ("[keys]\near_key = ''\n", r"\[keys\] ear_key: must not be empty"),
         ("[keys]\nserver_key = 1\n", r"\[keys\] server_key: must be a string"),
         ("[registry]\nurl = 'mysql://x/y'\n", r"\[registry\] url: unsupported database 'mysql'"),
@@ -164,6 +172,8 @@ def test_bad_field_is_named(tmp_path: Path, text: str, message: str) -> None:
         ("EDGETRUST_NONCE_TTL", "2h", "EDGETRUST_NONCE_TTL: must be at most"),
         ("EDGETRUST_DB_URL", "oracle://x", "EDGETRUST_DB_URL: unsupported database"),
         ("EDGETRUST_VERIFIER_TRUST_DOMAIN", "a b", "EDGETRUST_VERIFIER_TRUST_DOMAIN: 'a b' is not"),
+        ("EDGETRUST_VERIFIER_PROCESSES", "two", "EDGETRUST_VERIFIER_PROCESSES: must be an integer"),
+        ("EDGETRUST_VERIFIER_PROCESSES", "0", "EDGETRUST_VERIFIER_PROCESSES: must be an integer"),
     ],
 )
 def test_bad_environment_variable_is_named(

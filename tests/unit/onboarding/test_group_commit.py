@@ -1,15 +1,20 @@
-"""GroupCommit without a database: batching, one outcome per writer, leadership hand-over."""
+"""GroupCommit without a database: batching, one outcome per writer, leadership hand-over; the
+WriterLock that queues the writers of several processes."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edgetrust.errors import ConfigError, StoreError
-from edgetrust.onboarding.group_commit import GroupCommit, WriteRequest
+from edgetrust.onboarding.group_commit import GroupCommit, WriteRequest, WriterLock
 
 
 class Recorder:
@@ -174,3 +179,55 @@ def test_a_write_inside_a_write_is_refused_not_deadlocked() -> None:
     with pytest.raises(StoreError, match="inside another write"):
         group.submit(lambda _: group.submit(lambda _: None))
     assert group.submit(lambda _: "still usable") == "still usable"
+
+
+# ---------------------------------------------------------------------- WriterLock
+
+
+def test_writer_lock_makes_another_handle_wait_until_released(tmp_path: Path) -> None:
+    # Two handles = two open file descriptions, as in two processes: flock excludes them.
+    first, second = (
+        WriterLock(tmp_path / "db-writers.lock"),
+        WriterLock(tmp_path / "db-writers.lock"),
+    )
+    order: list[str] = []
+    entered = threading.Event()
+
+    def other() -> None:
+        with second.held():
+            order.append("second")
+
+    with first.held():
+        thread = threading.Thread(target=other)
+        thread.start()
+        entered.wait(0.2)  # give it every chance to get in (it must not)
+        time.sleep(0.05)
+        order.append("first done")
+    thread.join(5)
+    assert order == ["first done", "second"]
+    assert (tmp_path / "db-writers.lock").stat().st_mode & 0o777 == 0o600
+    first.close()
+    second.close()
+
+
+def test_writer_lock_is_released_when_the_work_fails(tmp_path: Path) -> None:
+    lock, other = WriterLock(tmp_path / "l"), WriterLock(tmp_path / "l")
+    with pytest.raises(RuntimeError), lock.held():
+        raise RuntimeError("work failed")
+    probe = os.open(tmp_path / "l", os.O_RDWR)
+    try:
+        # free again (the other handle gets it), and held while its block runs:
+        with other.held(), pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the block
+    finally:
+        os.close(probe)
+    lock.close()
+    other.close()
+
+
+def test_writer_lock_in_an_unwritable_place_orders_nothing(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path / "missing-directory" / "l")
+    with lock.held():  # no file, no error: SQLite's own lock still decides
+        pass
+    lock.close()
