@@ -139,6 +139,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         default_top_k: int,
         max_payload_bytes: int,
         stream_window: int,
+        stream_readers: futures.Executor,
     ) -> None:
         self._models = models
         self._authz = authorizer
@@ -146,6 +147,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         self._default_top_k = default_top_k
         self._max_payload = max_payload_bytes
         self._window = stream_window
+        self._readers = stream_readers
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -162,35 +164,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
     ) -> Iterator[Any]:
         identity = self._identify(context)
         with self._tracker.track(identity) as guard:
-            inbox: queue.Queue[Any] = queue.Queue(maxsize=self._window)
-            done = threading.Event()
-            reader = threading.Thread(
-                target=_read_requests,
-                args=(request_iterator, inbox, done),
-                name="stream-reader",
-                daemon=True,
-            )
-            reader.start()
+            inbox = StreamInbox(self._window)
             error: Error | None = None
             try:
+                self._readers.submit(inbox.read, request_iterator)
+            except RuntimeError:  # the reader pool is shut down: the agent is stopping
+                error = UnavailableError("the agent is shutting down")
+            guard.on_cut(inbox.wake)
+            try:
                 while error is None:
+                    item = inbox.take()  # a request, the end of the requests, or a wake-up
                     if guard.cut:
                         error = RevokedError(guard.reason or "revoked")
-                        break
-                    if not context.is_active():
+                    elif item is StreamInbox.END:
                         return
-                    try:
-                        item = inbox.get(timeout=_POLL_S)
-                    except queue.Empty:
-                        continue
-                    if item is _END:
-                        return
-                    try:
-                        yield self._classify(item, identity, guard, context)
-                    except Error as e:
-                        error = e
+                    elif item is not StreamInbox.WAKE:
+                        try:
+                            yield self._classify(item, identity, guard, context)
+                        except Error as e:
+                            error = e
             finally:
-                done.set()
+                inbox.finish()
         _abort(context, error, identity)
 
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -322,31 +316,54 @@ def sample_from_request(
     return result
 
 
-_END = object()
+class StreamInbox:
+    """The requests of one ``ClassifyStream``, read ahead by a pooled reader thread.
 
+    gRPC's request iterator can only be woken by the call ending, so a handler blocked on it could
+    not notice a revocation of an idle stream. The handler therefore blocks on this inbox, which a
+    revocation wakes (:meth:`wake`, registered with the call's guard) as well as a request or the
+    end of the requests. No polling: an idle stream costs no CPU. At most ``window`` requests are
+    read ahead of the handler (back-pressure reaches the client through HTTP/2 flow control).
+    """
 
-def _read_requests(
-    request_iterator: Iterator[Any], inbox: queue.Queue[Any], done: threading.Event
-) -> None:
-    """Move a stream's requests into a bounded queue so the handler can wait with a timeout."""
-    try:
-        for request in request_iterator:
-            while not done.is_set():
-                try:
-                    inbox.put(request, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    continue
-            if done.is_set():
-                return
-    except grpc.RpcError:
-        pass  # the call ended (cancelled, deadline, or the handler aborted it)
-    while not done.is_set():
+    END = object()  # the requests ended (half-close, cancellation, deadline)
+    WAKE = object()  # woken by a revocation
+
+    __slots__ = ("_done", "_items", "_slots")
+
+    def __init__(self, window: int) -> None:
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._slots = threading.Semaphore(window)
+        self._done = False
+
+    def read(self, request_iterator: Iterator[Any]) -> None:
+        """The reader thread: requests into the inbox until the requests or the handler end."""
         try:
-            inbox.put(_END, timeout=_POLL_S)
-        except queue.Full:
-            continue
-        return
+            while True:
+                self._slots.acquire()  # the window; finish() releases one to end the wait
+                if self._done:
+                    return
+                self._items.put(next(request_iterator))
+        except StopIteration:
+            pass
+        except grpc.RpcError:
+            pass  # the call ended (cancelled, deadline, or the handler aborted it)
+        self._items.put(self.END)
+
+    def take(self) -> Any:
+        """The next request, :attr:`END` or :attr:`WAKE` (blocks)."""
+        item = self._items.get()
+        if item is not self.END and item is not self.WAKE:
+            self._slots.release()
+        return item
+
+    def wake(self) -> None:
+        self._items.put(self.WAKE)
+
+    def finish(self) -> None:
+        """The handler is done: the reader stops at its next request."""
+        self._done = True
+        self._slots.release()
 
 
 def _await(future: futures.Future[Any], guard: CallGuard, context: grpc.ServicerContext) -> Any:
@@ -572,12 +589,21 @@ class Agent:
         self._pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="agent"
         )
+        # one reader per open stream; a stream holds a handler thread, so max_workers streams at
+        # most, plus readers of streams that are ending
+        self._stream_readers = futures.ThreadPoolExecutor(
+            max_workers=2 * config.max_workers, thread_name_prefix="stream-reader"
+        )
         self._server = grpc.server(
             self._pool,
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # a whole request may arrive without waiting for window updates (the default 64
+                # KiB window cost a 150 KB image several round trips); gRPC buffers whole
+                # messages up to max_receive_message_length anyway
+                ("grpc.http2.lookahead_bytes", config.max_message_bytes),
             ],
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -589,6 +615,7 @@ class Agent:
                 default_top_k=config.default_top_k,
                 max_payload_bytes=config.max_message_bytes,
                 stream_window=config.stream_window,
+                stream_readers=self._stream_readers,
             ),
             self._server,
         )
@@ -647,6 +674,7 @@ class Agent:
             if served.batcher is not None:
                 served.batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stream_readers.shutdown(wait=False, cancel_futures=True)
         _log.info("agent stopped")
 
     def _follow_health(self) -> None:
