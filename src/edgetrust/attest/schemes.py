@@ -20,10 +20,10 @@ VerifiedToken``; both carry the typed claims and a JSON view with the registered
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 from edgetrust.attest import cbor, cose, eat, psa
 from edgetrust.attest.cose import Mac0Message, Sign1Message
@@ -53,30 +53,29 @@ PSA_PROFILE1_MEDIA_TYPE: Final = (
 )
 
 Claims = eat.EatClaims | psa.PsaClaims
+Message: TypeAlias = Sign1Message | Mac0Message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DecodedToken:
+class _TokenView:
+    """What a scheme says about a token: its scheme, typed claims and their JSON view."""
+
+    scheme: str
+    media_type: str
+    profile: str | None
+    message: Message
+    typed_claims: Claims
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodedToken(_TokenView):
     """A token decoded but NOT verified (for ``evidence show``)."""
 
-    scheme: str
-    media_type: str
-    profile: str | None
-    message: Sign1Message | Mac0Message
-    typed_claims: Claims
-    claims: dict[str, Any]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedToken:
+class VerifiedToken(_TokenView):
     """A token whose signature/MAC, claims, nonce and freshness checks all passed."""
-
-    scheme: str
-    media_type: str
-    profile: str | None
-    message: Sign1Message | Mac0Message
-    typed_claims: Claims
-    claims: dict[str, Any]
 
 
 class EvidenceScheme(Protocol):
@@ -101,109 +100,160 @@ class EvidenceScheme(Protocol):
     ) -> VerifiedToken: ...
 
 
-def _profile_text(profile: str | bytes | None) -> str | None:
+C = TypeVar("C", eat.EatClaims, psa.PsaClaims)
+C_co = TypeVar("C_co", eat.EatClaims, psa.PsaClaims, covariant=True)
+V = TypeVar("V", bound=_TokenView)
+
+
+class _Verifier(Protocol[C_co]):
+    """Verifies a token of one format: its COSE message and its claims, or raises."""
+
+    def __call__(
+        self,
+        token: bytes,
+        key: cose.VerificationKey | cose.PrivateKey,
+        *,
+        expected_nonce: bytes | None,
+        now: datetime | None,
+        max_age: timedelta | None,
+    ) -> tuple[Message, C_co]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Scheme(Generic[C]):
+    """A registered scheme: one token format (``decoder`` / ``verifier``), the scheme's own claim
+    rules (``check``, which returns the claims or raises) and where its profile is read."""
+
+    name: str
+    media_type: str
+    decoder: Callable[[bytes], tuple[Message, C]]
+    verifier: _Verifier[C]
+    check: Callable[[C], object]
+    profile_of: Callable[[C], str | None]
+
+    def decode(self, token: bytes) -> DecodedToken:
+        msg, claims = self.decoder(token)
+        self.check(claims)
+        return self._view(DecodedToken, msg, claims)
+
+    def verify(
+        self,
+        token: bytes,
+        key: cose.VerificationKey | cose.PrivateKey,
+        *,
+        expected_nonce: bytes | None = None,
+        now: datetime | None = None,
+        max_age: timedelta | None = None,
+    ) -> VerifiedToken:
+        msg, claims = self.verifier(
+            token, key, expected_nonce=expected_nonce, now=now, max_age=max_age
+        )
+        self.check(claims)
+        return self._view(VerifiedToken, msg, claims)
+
+    def _view(self, kind: type[V], msg: Message, claims: C) -> V:
+        return kind(
+            scheme=self.name,
+            media_type=self.media_type,
+            profile=self.profile_of(claims),
+            message=msg,
+            typed_claims=claims,
+            claims=claims.to_json(),
+        )
+
+
+# ---- the formats: EAT (RFC 9711) and PSA (RFC 9783) --------------------------------------------
+
+
+def _eat_verifier(*, signed_only: bool) -> _Verifier[eat.EatClaims]:
+    """EAT verification; with ``signed_only`` a COSE_Mac0 token is refused before any check."""
+
+    def verify(
+        token: bytes,
+        key: cose.VerificationKey | cose.PrivateKey,
+        *,
+        expected_nonce: bytes | None,
+        now: datetime | None,
+        max_age: timedelta | None,
+    ) -> tuple[Message, eat.EatClaims]:
+        msg, _ = eat.decode_eat(token)
+        if signed_only and isinstance(msg, Mac0Message):
+            raise ClaimError(f"the {eat.DEVICE_PROFILE} profile needs a signed (Sign1) token")
+        claims = eat.verify_eat(token, key, expected_nonce=expected_nonce, now=now, max_age=max_age)
+        return msg, claims
+
+    return verify
+
+
+def _eat_profile(claims: eat.EatClaims) -> str | None:
+    profile = claims.eat_profile
     return profile.hex() if isinstance(profile, bytes) else profile
 
 
-@dataclass(frozen=True, slots=True)
-class _EatScheme:
-    name: str
-    media_type: str
-    device_profile: bool
-
-    def _check(self, claims: eat.EatClaims) -> eat.EatClaims:
-        return eat.check_device_profile(claims) if self.device_profile else claims
-
-    def decode(self, token: bytes) -> DecodedToken:
-        msg, claims = eat.decode_eat(token)
-        self._check(claims)
-        return DecodedToken(
-            scheme=self.name,
-            media_type=self.media_type,
-            profile=_profile_text(claims.eat_profile),
-            message=msg,
-            typed_claims=claims,
-            claims=claims.to_json(),
-        )
-
-    def verify(
-        self,
-        token: bytes,
-        key: cose.VerificationKey | cose.PrivateKey,
-        *,
-        expected_nonce: bytes | None = None,
-        now: datetime | None = None,
-        max_age: timedelta | None = None,
-    ) -> VerifiedToken:
-        msg, _ = eat.decode_eat(token)
-        if self.device_profile and isinstance(msg, Mac0Message):
-            raise ClaimError(f"the {eat.DEVICE_PROFILE} profile needs a signed (Sign1) token")
-        claims = self._check(
-            eat.verify_eat(token, key, expected_nonce=expected_nonce, now=now, max_age=max_age)
-        )
-        return VerifiedToken(
-            scheme=self.name,
-            media_type=self.media_type,
-            profile=_profile_text(claims.eat_profile),
-            message=msg,
-            typed_claims=claims,
-            claims=claims.to_json(),
-        )
+def _any_eat(claims: eat.EatClaims) -> object:
+    return claims
 
 
-@dataclass(frozen=True, slots=True)
-class _PsaScheme:
-    name: str
-    media_type: str
-    variant: psa.PsaVariant
+def _verify_psa(
+    token: bytes,
+    key: cose.VerificationKey | cose.PrivateKey,
+    *,
+    expected_nonce: bytes | None,
+    now: datetime | None,
+    max_age: timedelta | None,
+) -> tuple[Message, psa.PsaClaims]:
+    # PSA tokens have no time claims: freshness is the nonce's job. A max_age request cannot be
+    # honoured, so it fails closed rather than being ignored; `now` alone has nothing to check.
+    if max_age is not None:
+        raise FreshnessError("PSA tokens carry no iat; use a nonce for freshness")
+    msg, _ = psa.decode_psa(token)
+    return msg, psa.verify_psa(token, key, expected_nonce=expected_nonce)
 
-    def _check(self, claims: psa.PsaClaims) -> psa.PsaClaims:
-        if claims.variant is not self.variant:
-            raise ClaimError(f"the token is a {claims.variant} PSA token, not {self.variant}")
+
+def _psa_variant(variant: psa.PsaVariant) -> Callable[[psa.PsaClaims], object]:
+    def check(claims: psa.PsaClaims) -> object:
+        if claims.variant is not variant:
+            raise ClaimError(f"the token is a {claims.variant} PSA token, not {variant}")
         return claims
 
-    def decode(self, token: bytes) -> DecodedToken:
-        msg, claims = psa.decode_psa(token)
-        self._check(claims)
-        return DecodedToken(
-            scheme=self.name,
-            media_type=self.media_type,
-            profile=claims.profile,
-            message=msg,
-            typed_claims=claims,
-            claims=claims.to_json(),
-        )
-
-    def verify(
-        self,
-        token: bytes,
-        key: cose.VerificationKey | cose.PrivateKey,
-        *,
-        expected_nonce: bytes | None = None,
-        now: datetime | None = None,
-        max_age: timedelta | None = None,
-    ) -> VerifiedToken:
-        # PSA tokens have no time claims: freshness is the nonce's job. A max_age request cannot be
-        # honoured, so it fails closed rather than being ignored; `now` alone has nothing to check.
-        if max_age is not None:
-            raise FreshnessError("PSA tokens carry no iat; use a nonce for freshness")
-        msg, _ = psa.decode_psa(token)
-        claims = self._check(psa.verify_psa(token, key, expected_nonce=expected_nonce))
-        return VerifiedToken(
-            scheme=self.name,
-            media_type=self.media_type,
-            profile=claims.profile,
-            message=msg,
-            typed_claims=claims,
-            claims=claims.to_json(),
-        )
+    return check
 
 
-DEVICE_EAT: Final = _EatScheme("edgetrust-device-eat", DEVICE_EAT_MEDIA_TYPE, device_profile=True)
-GENERIC_EAT: Final = _EatScheme("eat", EAT_MEDIA_TYPE, device_profile=False)
-PSA_RFC9783: Final = _PsaScheme("psa", PSA_MEDIA_TYPE, psa.PsaVariant.RFC9783)
-PSA_PROFILE1: Final = _PsaScheme(
-    "psa-iot-profile-1", PSA_PROFILE1_MEDIA_TYPE, psa.PsaVariant.PROFILE1
+def _psa_profile(claims: psa.PsaClaims) -> str | None:
+    return claims.profile
+
+
+DEVICE_EAT: Final = _Scheme(
+    name="edgetrust-device-eat",
+    media_type=DEVICE_EAT_MEDIA_TYPE,
+    decoder=eat.decode_eat,
+    verifier=_eat_verifier(signed_only=True),
+    check=eat.check_device_profile,
+    profile_of=_eat_profile,
+)
+GENERIC_EAT: Final = _Scheme(
+    name="eat",
+    media_type=EAT_MEDIA_TYPE,
+    decoder=eat.decode_eat,
+    verifier=_eat_verifier(signed_only=False),
+    check=_any_eat,
+    profile_of=_eat_profile,
+)
+PSA_RFC9783: Final = _Scheme(
+    name="psa",
+    media_type=PSA_MEDIA_TYPE,
+    decoder=psa.decode_psa,
+    verifier=_verify_psa,
+    check=_psa_variant(psa.PsaVariant.RFC9783),
+    profile_of=_psa_profile,
+)
+PSA_PROFILE1: Final = _Scheme(
+    name="psa-iot-profile-1",
+    media_type=PSA_PROFILE1_MEDIA_TYPE,
+    decoder=psa.decode_psa,
+    verifier=_verify_psa,
+    check=_psa_variant(psa.PsaVariant.PROFILE1),
+    profile_of=_psa_profile,
 )
 
 
