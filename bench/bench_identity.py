@@ -59,7 +59,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from edgetrust.attest import dice
 from edgetrust.attest.identity import DeviceIdentity, Layer
 from edgetrust.certs import chain as chain_module
-from edgetrust.certs import dice_ext, open_dice_ext
+from edgetrust.certs import dice_ext, open_dice_ext, path_validator
 from edgetrust.certs.builders import build_device_id_certificate
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.certs.chain import validate_chain
@@ -252,7 +252,7 @@ def bench_chain(count: int, seconds: float, fleet_size: int) -> None:
             .store(store)
             .time(NOW)
             .extension_policies(
-                ca_policy=chain_module._CA_POLICY, ee_policy=chain_module._EE_POLICY
+                ca_policy=path_validator.CA_POLICY, ee_policy=path_validator.EE_POLICY
             )
             .build_client_verifier()
             .verify(leaf, intermediates)
@@ -262,7 +262,7 @@ def bench_chain(count: int, seconds: float, fleet_size: int) -> None:
         PolicyBuilder()
         .store(store)
         .time(NOW)
-        .extension_policies(ca_policy=chain_module._CA_POLICY, ee_policy=chain_module._EE_POLICY)
+        .extension_policies(ca_policy=path_validator.CA_POLICY, ee_policy=path_validator.EE_POLICY)
         .build_client_verifier()
     )
     links = list(zip(certs, [*certs[1:], root], strict=True))

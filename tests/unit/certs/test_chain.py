@@ -16,7 +16,7 @@ from cryptography.x509.verification import VerificationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgetrust.certs import chain as chain_module
+from edgetrust.certs import path_validator
 from edgetrust.certs.chain import order_chain, validate_chain
 from edgetrust.certs.dice_ext import TCB_INFO_OID, UEID_OID
 from edgetrust.certs.loading import load_certificate
@@ -369,7 +369,7 @@ def test_issuer_key_on_an_unaccepted_curve(kind: str) -> None:
 def test_translation_of_unexplained_verification_errors(
     message: str, error: type[Exception]
 ) -> None:
-    translated = chain_module._translate(VerificationError(message))
+    translated = path_validator.translate_error(VerificationError(message))
     assert type(translated) is error
     assert "encountered processing" not in str(translated)
 

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from edgetrust.attest import dice
-from edgetrust.certs import chain as chain_module
+from edgetrust.certs import path_validator
 from edgetrust.certs.chain import dice_extensions, validate_chain
 from edgetrust.certs.dice_ext import OPEN_DICE_INPUT_OID, TCB_INFO_OID, OpenDiceMode
 from edgetrust.certs.keys import verify_certificate_signature
@@ -62,7 +62,7 @@ def test_cerberus_ca_under_pathlen_zero_root_is_refused(name: str, root: x509.Ce
     # cryptography's RFC 5280 validator alone accepts the path (a CA leaf is not counted) ...
     policy = PolicyBuilder().store(Store([root])).time(AT)
     verifier = policy.extension_policies(
-        ca_policy=chain_module._CA_POLICY, ee_policy=chain_module._EE_POLICY
+        ca_policy=path_validator.CA_POLICY, ee_policy=path_validator.EE_POLICY
     ).build_client_verifier()
     assert verifier.verify(certificate, []).chain == [certificate, root]
     # ... the DICE-strict rules refuse it, after the signature checked out.
