@@ -208,6 +208,30 @@ def test_server_certificate(ca: CertificateAuthority) -> None:
         build_server_certificate(public_key=key.public_key(), issuer=ca)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "purposes"),
+    [
+        ({}, [ExtendedKeyUsageOID.SERVER_AUTH]),  # the default: a server only
+        ({"client_auth": False}, [ExtendedKeyUsageOID.SERVER_AUTH]),
+        ({"client_auth": True}, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ],
+    ids=["default", "server-only", "client-auth"],
+)
+def test_server_certificate_client_auth_only_when_asked(
+    ca: CertificateAuthority, arguments: dict[str, bool], purposes: list[x509.ObjectIdentifier]
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build_server_certificate(
+        public_key=key.public_key(), issuer=ca, dns_names=["agent.local"], now=NOW, **arguments
+    )
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    assert list(eku.value) == purposes
+    assert not eku.critical
+    # The rest of the certificate does not depend on it.
+    assert _ext(cert, x509.KeyUsage).value == usage(cert_sign=False)
+    assert not _ext(cert, x509.BasicConstraints).value.ca
+
+
 def test_serials() -> None:
     assert all(random_serial().bit_length() == 159 for _ in range(50))
     key = ec.generate_private_key(ec.SECP256R1())
