@@ -27,15 +27,14 @@ Claims set (JSON)::
 
 Unknown claims are kept (``extensions``) and otherwise ignored, as EAR requires of receivers.
 
-Signing: compact JWS (RFC 7515) with ES256 (P-256) or ES384 (P-384), built on ``cryptography``
-directly: the signature is raw ``r || s``; the ``alg`` header must name exactly the algorithm of the
-verification key (no ``none``, no HMAC, no confusion); a ``crit`` header is refused.
+Signing: compact JWS (RFC 7515) with ES256 (P-256) or ES384 (P-384), see
+:mod:`edgetrust.attest.jws`: the signature is raw ``r || s``; the ``alg`` header must name exactly
+the algorithm of the verification key (no ``none``, no HMAC, no confusion); a ``crit`` header is
+refused.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
@@ -44,24 +43,44 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
+from edgetrust.attest.jws import (
+    MAX_JWS_SIZE,
+    b64url_decode,
+    b64url_encode,
+    sign_jws,
+    strict_json,
+    verify_jws,
+)
 from edgetrust.errors import (
     AlgorithmError,
     ClaimError,
     EvidenceError,
     ExpiredError,
-    MalformedError,
-    OversizeError,
-    SignatureError,
 )
+
+__all__ = [
+    "DEVICE_SUBMOD",
+    "EAR_MEDIA_TYPE",
+    "EAR_PROFILE",
+    "EXTENSION",
+    "MAX_EAR_SIZE",
+    "Appraisal",
+    "AttestationResult",
+    "Category",
+    "Claim",
+    "Tier",
+    "TrustVector",
+    "VerifierId",
+    "b64url_decode",
+    "b64url_encode",
+    "sign_ear",
+    "verify_ear",
+    "verify_jws",
+]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
 EAR_MEDIA_TYPE = f'application/eat+jwt; eat_profile="{EAR_PROFILE}"'
@@ -70,7 +89,7 @@ DEVICE_SUBMOD = "device"
 #: Our appraisal extension inside each EAR-appraisal (a map, as EAR requires of extensions).
 EXTENSION = "edgetrust.appraisal"
 #: Signed EARs larger than this are refused before any parsing.
-MAX_EAR_SIZE = 64 * 1024
+MAX_EAR_SIZE = MAX_JWS_SIZE
 
 
 class Tier(IntEnum):
@@ -470,63 +489,7 @@ def _appraisal_from_json(label: object, data: object) -> Appraisal:
     )
 
 
-# ---- base64url and strict JSON ----------------------------------------------------------------
-
-_B64URL_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str | bytes, *, what: str = "value") -> bytes:
-    """Unpadded base64url (RFC 7515 section 2), strictly: no padding, no other characters."""
-    raw = text.encode("ascii", "replace") if isinstance(text, str) else text
-    if not set(raw) <= _B64URL_ALPHABET or len(raw) % 4 == 1:
-        raise MalformedError(f"{what} is not unpadded base64url")
-    try:
-        decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise MalformedError(f"{what} is not unpadded base64url") from e
-    if b64url_encode(decoded).encode("ascii") != raw:  # non-canonical trailing bits
-        raise MalformedError(f"{what} is not canonical base64url")
-    return decoded
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise MalformedError(f"duplicate JSON member {key!r}")
-        result[key] = value
-    return result
-
-
-def _strict_json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except MalformedError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise MalformedError(f"{what} is not valid JSON") from e
-    if not isinstance(value, dict):
-        raise MalformedError(f"{what} is not a JSON object")
-    return value
-
-
-# ---- JWS (ES256 / ES384) ----------------------------------------------------------------------
-
-_CURVES: dict[str, tuple[type[ec.EllipticCurve], hashes.HashAlgorithm, int]] = {
-    "ES256": (ec.SECP256R1, hashes.SHA256(), 32),
-    "ES384": (ec.SECP384R1, hashes.SHA384(), 48),
-}
-
-
-def _alg_for(curve: ec.EllipticCurve) -> str:
-    for alg, (curve_type, _, _) in _CURVES.items():
-        if isinstance(curve, curve_type):
-            return alg
-    raise AlgorithmError(f"no JWS algorithm for curve {curve.name}")
+# ---- signed form: a JWT (see edgetrust.attest.jws) ---------------------------------------------
 
 
 def sign_ear(
@@ -535,57 +498,7 @@ def sign_ear(
     """Serialise and sign ``result`` as a compact JWS (JWT): ES256 for P-256, ES384 for P-384."""
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise AlgorithmError("EAR signing needs an EC P-256 or P-384 private key")
-    alg = _alg_for(key.curve)
-    _, hash_alg, size = _CURVES[alg]
-    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
-    if kid is not None:
-        header["kid"] = kid
-    signing_input = (
-        b64url_encode(_compact(header)) + "." + b64url_encode(_compact(result.to_claims()))
-    )
-    der = key.sign(signing_input.encode("ascii"), ec.ECDSA(hash_alg))
-    r, s = decode_dss_signature(der)
-    signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    return signing_input + "." + b64url_encode(signature)
-
-
-def _compact(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), sort_keys=False).encode("utf-8")
-
-
-def verify_jws(
-    token: str | bytes, public_key: ec.EllipticCurvePublicKey
-) -> tuple[dict[str, Any], bytes]:
-    """Verify a compact JWS signed with ES256 / ES384; return its header and payload bytes."""
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise AlgorithmError("JWS verification needs an EC P-256 or P-384 public key")
-    raw = token.encode("ascii", "replace") if isinstance(token, str) else bytes(token)
-    if len(raw) > MAX_EAR_SIZE:
-        raise OversizeError(f"JWS is {len(raw)} bytes, more than {MAX_EAR_SIZE}")
-    parts = raw.split(b".")
-    if len(parts) != 3:
-        raise MalformedError("not a compact JWS (three base64url parts)")
-    header = _strict_json(b64url_decode(parts[0], what="JWS header"), "JWS header")
-    alg = header.get("alg")
-    if not isinstance(alg, str):
-        raise AlgorithmError("JWS header has no alg")
-    if "crit" in header:
-        raise AlgorithmError("JWS header lists critical extensions we do not understand")
-    expected = _alg_for(public_key.curve)
-    if alg != expected:
-        raise AlgorithmError(f"JWS alg {alg!r} does not match the {expected} verification key")
-    _, hash_alg, size = _CURVES[alg]
-    signature = b64url_decode(parts[2], what="JWS signature")
-    if len(signature) != 2 * size:
-        raise SignatureError(f"{alg} signature must be {2 * size} bytes, got {len(signature)}")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-    )
-    try:
-        public_key.verify(der, parts[0] + b"." + parts[1], ec.ECDSA(hash_alg))
-    except InvalidSignature:
-        raise SignatureError("JWS signature does not verify with the given key") from None
-    return header, b64url_decode(parts[1], what="JWS payload")
+    return sign_jws(result.to_claims(), key, kid=kid)
 
 
 def verify_ear(
@@ -605,7 +518,7 @@ def verify_ear(
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise AlgorithmError("EAR verification needs an EC P-256 or P-384 public key")
     _, payload = verify_jws(token, key)
-    result = AttestationResult.from_claims(_strict_json(payload, "EAR claims set"))
+    result = AttestationResult.from_claims(strict_json(payload, "EAR claims set"))
     if now is not None and result.expires_at is not None and now >= result.expires_at:
         raise ExpiredError(f"EAR expired at {result.expires_at.isoformat()}")
     return result
