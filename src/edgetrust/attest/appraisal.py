@@ -291,21 +291,6 @@ def _verify_token(run: _Appraiser, token: bytes, chain: ValidatedChain) -> eat.E
 
 # ---- 3. profile -------------------------------------------------------------------------------
 
-#: The claims the device profile requires (the same list as eat.check_device_profile's).
-_REQUIRED: tuple[tuple[str, str], ...] = (
-    ("eat_nonce", "nonce"),
-    ("ueid", "ueid"),
-    ("iat", "iat"),
-    ("oemid", "oemid"),
-    ("hwmodel", "hwmodel"),
-    ("swname", "swname"),
-    ("swversion", "swversion"),
-    ("dbgstat", "dbgstat"),
-    ("oemboot", "oemboot"),
-    ("cnf", "cnf_key"),
-    ("measurements", "measurements"),
-)
-
 
 def _check_profile(run: _Appraiser, claims: eat.EatClaims) -> None:
     ii, bad = Category.INSTANCE_IDENTITY, Claim.PROFILE_VIOLATION
@@ -317,7 +302,7 @@ def _check_profile(run: _Appraiser, claims: eat.EatClaims) -> None:
             ClaimError,
             f"eat_profile is {claims.eat_profile!r}, expected {eat.DEVICE_PROFILE!r}",
         )
-    for name, attr in _REQUIRED:
+    for name, attr in eat.PROFILE_REQUIRED_CLAIMS:
         if attr == "nonce":
             continue  # reported as nonce_missing by the freshness step
         if getattr(claims, attr) is None:

@@ -42,7 +42,7 @@ The package, one concept per module (this module re-exports the public API):
 from __future__ import annotations
 
 from edgetrust.attest.eat.decoding import decode_claims
-from edgetrust.attest.eat.device_profile import check_device_profile
+from edgetrust.attest.eat.device_profile import PROFILE_REQUIRED_CLAIMS, check_device_profile
 from edgetrust.attest.eat.measurements import Measurement
 from edgetrust.attest.eat.model import (
     EatClaims,
@@ -83,6 +83,7 @@ __all__ = [
     "MEASUREMENT_CONTENT_FORMAT",
     "NONCE_MAX",
     "NONCE_MIN",
+    "PROFILE_REQUIRED_CLAIMS",
     "UEID_MAX",
     "UEID_MIN",
     "Claim",

@@ -37,7 +37,7 @@ from edgetrust.attest.eat.vocabulary import (
 )
 from edgetrust.errors import ClaimError
 
-__all__ = ["check_device_profile"]
+__all__ = ["PROFILE_REQUIRED_CLAIMS", "check_device_profile"]
 
 
 # The claims of a device-profile token as our devices make them (onboarding.device, the CLI):
@@ -128,7 +128,8 @@ def _device_profile_claims(claims: dict[Any, Any]) -> EatClaims | None:
 
 # ---- presence and shape ---------------------------------------------------------------------
 
-_PROFILE_REQUIRED: Final = (
+#: The claims the device profile requires: (registered claim name, EatClaims attribute).
+PROFILE_REQUIRED_CLAIMS: Final = (
     ("eat_nonce", "nonce"),
     ("ueid", "ueid"),
     ("iat", "iat"),
@@ -151,7 +152,7 @@ def check_device_profile(claims: EatClaims) -> EatClaims:
     """
     if claims.eat_profile != DEVICE_PROFILE:
         raise ClaimError(f"eat_profile is {claims.eat_profile!r}, expected {DEVICE_PROFILE!r}")
-    missing = [name for name, attr in _PROFILE_REQUIRED if getattr(claims, attr) is None]
+    missing = [name for name, attr in PROFILE_REQUIRED_CLAIMS if getattr(claims, attr) is None]
     if missing:
         raise ClaimError(f"the {DEVICE_PROFILE} profile requires claim(s): {', '.join(missing)}")
     if not isinstance(claims.nonce, bytes):
