@@ -288,11 +288,7 @@ def _grpc_floor_server(files: Files, ready: mp.Queue, model: str | None) -> None
     """A bare gRPC mTLS server (the agent's message bounds) with a :class:`_BareInference`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(8),
-        options=[
-            ("grpc.max_receive_message_length", 4 << 20),
-            ("grpc.so_reuseport", 0),
-            ("grpc.http2.lookahead_bytes", 4 << 20),  # as the agent
-        ],
+        options=[("grpc.max_receive_message_length", 4 << 20), ("grpc.so_reuseport", 0)],
     )
     inference_pb2_grpc.add_InferenceServicer_to_server(_BareInference(model), server)
     credentials = grpc.ssl_server_credentials(
@@ -733,11 +729,12 @@ def bench_throughput(
           f"(target >= 1.5x at p99 <= 100 ms: {'meets' if ok else 'MISSES'})")  # fmt: skip
     model_only = cpu_b1 / cpu_bn
     print(
-        f"  MODEL-ONLY CEILING: the model alone does {model_only:.2f}x the images per CPU second "
-        f"at batch {max_batch} as at batch 1 ({cpu_b1:.3f} vs {cpu_bn:.3f} ms/image); with the "
-        "rest of a request's cost unchanged by batching, no batching gain on this CPU exceeds "
-        f"{model_only:.2f}x"
-        + (" -> the 1.5x target is out of reach here" if model_only < 1.5 else "")
+        f"  BOUND ON THE BATCHING GAIN on this CPU (batching shares the model's work only; the "
+        f"rest of a request's cost stays): the model alone does {model_only:.2f}x the images per "
+        f"CPU second at batch {max_batch} as at batch 1 ({cpu_b1:.3f} vs {cpu_bn:.3f} ms/image), "
+        f"the ceiling even if the model were all a request cost; with the measured rest of a "
+        f"request's CPU, {bound:.2f}x"
+        + (" -> the 1.5x target is out of reach here" if max(model_only, bound) < 1.5 else "")
     )
     print(
         f"  CPU per request (agent + clients), best unbatched / batched = {cpu_gain:.2f}x. "

@@ -337,10 +337,7 @@ class RemoteBackend:
             private_key=_read(key, "device key"),
             certificate_chain=_read(cert, "device certificate"),
         )
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),  # as the agent: fewer round trips
-        ]
+        options: list[tuple[str, Any]] = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         self._channel = grpc.secure_channel(agent, credentials, options=options)
