@@ -140,6 +140,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         max_payload_bytes: int,
         stream_window: int,
         stream_readers: futures.Executor,
+        stream_idle_s: float = 30.0,
     ) -> None:
         self._models = models
         self._authz = authorizer
@@ -148,6 +149,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         self._max_payload = max_payload_bytes
         self._window = stream_window
         self._readers = stream_readers
+        self._stream_idle_s = stream_idle_s
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -173,10 +175,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
             guard.on_cut(inbox.wake)
             try:
                 while error is None:
-                    item = inbox.take()  # a request, the end of the requests, or a wake-up
+                    # a request, the end of the requests, a wake-up, or None after stream_idle_s
+                    # without requests: an idle stream gives its handler thread back
+                    item = inbox.take(timeout=self._stream_idle_s)
                     if guard.cut:
                         error = RevokedError(guard.reason or "revoked")
-                    elif item is StreamInbox.END:
+                    elif item is StreamInbox.END or item is None:
                         return
                     elif item is not StreamInbox.WAKE:
                         try:
@@ -350,9 +354,12 @@ class StreamInbox:
             pass  # the call ended (cancelled, deadline, or the handler aborted it)
         self._items.put(self.END)
 
-    def take(self) -> Any:
-        """The next request, :attr:`END` or :attr:`WAKE` (blocks)."""
-        item = self._items.get()
+    def take(self, timeout: float | None = None) -> Any:
+        """The next request, :attr:`END` or :attr:`WAKE`; None after ``timeout`` seconds."""
+        try:
+            item = self._items.get(timeout=timeout)
+        except queue.Empty:
+            return None
         if item is not self.END and item is not self.WAKE:
             self._slots.release()
         return item
@@ -615,6 +622,7 @@ class Agent:
                 max_payload_bytes=config.max_message_bytes,
                 stream_window=config.stream_window,
                 stream_readers=self._stream_readers,
+                stream_idle_s=config.stream_idle_s,
             ),
             self._server,
         )

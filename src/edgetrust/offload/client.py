@@ -156,6 +156,11 @@ def _read(path: Path, what: str) -> bytes:
 
 _CLOSE = object()
 
+
+class _StaleStreamError(UnavailableError):
+    """A stream that had answered before was found ended by the agent (never leaves the client)."""
+
+
 #: An idle persistent stream is ended after this many seconds: on the agent every open stream
 #: holds a handler thread (``agent.max_workers``), so a device that stopped calling gives it back.
 STREAM_IDLE_S = 3.0
@@ -192,6 +197,7 @@ class PersistentStream:
         self._deadline = 0.0
         self._expired: int | None = None  # the call whose answer came too late
         self._last_used = 0.0
+        self._answers = 0  # answers received on the current stream
         self._wake_at = math.inf  # when the watcher wakes up next
         self._watcher: threading.Thread | None = None
         self._closed = False
@@ -204,7 +210,18 @@ class PersistentStream:
     def exchange(self, request: Any, *, timeout: float) -> Any:
         """Send ``request``, return its response (hold :attr:`lock`); our errors only.
 
-        ``timeout`` (seconds) bounds this call alone, like a unary call's ``timeout``."""
+        ``timeout`` (seconds) bounds this call alone, like a unary call's ``timeout``. When a
+        stream that has answered before turns out to have been ended by the agent (its idle
+        limit, ``agent.stream_idle_s``, just before the request went out), the request is sent
+        again on a fresh stream within the same deadline: classification has no side effects.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            return self._send(request, deadline, timeout)
+        except _StaleStreamError:
+            return self._send(request, deadline, timeout)
+
+    def _send(self, request: Any, deadline: float, timeout: float) -> Any:
         with self._cond:
             if self._closed:
                 raise UnavailableError(f"agent {self._agent}: the client is closed")
@@ -212,10 +229,10 @@ class PersistentStream:
                 self._end_locked()  # ended by the agent while idle: use a fresh one
             if self._call is None:
                 self._open_locked()
-            call, outbox = self._call, self._outbox
+            call, outbox, reused = self._call, self._outbox, self._answers > 0
             self._seq += 1
             seq = self._inflight = self._seq
-            self._deadline = time.monotonic() + timeout
+            self._deadline = deadline
             if self._deadline < self._wake_at:
                 self._cond.notify()
         if outbox is None:  # pragma: no cover - opened above
@@ -231,6 +248,8 @@ class PersistentStream:
             raise error_from_rpc(e, agent=self._agent) from e
         except StopIteration as e:
             self._finish(seq, call, failed=True)
+            if reused:
+                raise _StaleStreamError(f"agent {self._agent}: the agent ended the stream") from e
             raise UnavailableError(f"agent {self._agent}: the agent ended the stream") from e
         self._finish(seq, call, failed=False)
         return response
@@ -250,6 +269,8 @@ class PersistentStream:
             if self._inflight == seq:
                 self._inflight = None
             self._last_used = time.monotonic()
+            if not failed and self._call is call:
+                self._answers += 1
             expired = self._expired == seq
             if failed and self._call is call:
                 self._end_locked()
@@ -264,6 +285,7 @@ class PersistentStream:
 
         self._call = self._open_call(requests())
         self._outbox = outbox
+        self._answers = 0
         if self._watcher is None:
             self._watcher = threading.Thread(
                 target=self._watch, name=f"stream-watch {self._agent}", daemon=True

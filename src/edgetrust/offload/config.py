@@ -9,6 +9,8 @@ Agent (``edgetrust agent serve --config agent.toml``)::
     max_concurrent_rpcs = 256          # beyond this gRPC answers RESOURCE_EXHAUSTED
     max_message_bytes = 4194304        # request size bound (gRPC's and our own check)
     default_top_k = 5
+    stream_window = 8                  # requests of a stream read ahead of the handler
+    stream_idle_s = 30.0               # a stream without requests for this long is ended (OK)
     catalog = "models/manifest.json"   # optional: another model manifest (default: bundled)
     models = ["digits-mnv3"]           # the catalog entries to serve
 
@@ -125,6 +127,7 @@ class AgentConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     default_top_k: int = 5
     stream_window: int = 8
+    stream_idle_s: float = 30.0
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     batching_enabled: bool = True
     batching: BatchSettings = field(default_factory=BatchSettings)
@@ -145,6 +148,8 @@ class AgentConfig:
             raise ConfigError("agent.default_top_k must be in 1..1000")
         if not 1 <= self.stream_window <= 1024:
             raise ConfigError("agent.stream_window must be in 1..1024")
+        if not 0.1 <= self.stream_idle_s <= 3600:
+            raise ConfigError("agent.stream_idle_s must be in 0.1..3600 seconds")
         if self.revocation.max_staleness_s <= 0:
             raise ConfigError("revocation.max_staleness_s must be positive")
 
@@ -169,6 +174,7 @@ class AgentConfig:
                 "max_message_bytes",
                 "default_top_k",
                 "stream_window",
+                "stream_idle_s",
                 "catalog",
                 "models",
             },
@@ -200,6 +206,7 @@ class AgentConfig:
                 max_message_bytes=_int(agent, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
                 default_top_k=_int(agent, "default_top_k", 5),
                 stream_window=_int(agent, "stream_window", 8),
+                stream_idle_s=_float(agent, "stream_idle_s", 30.0),
                 runtime=_runtime(_table(data, "runtime", where), where),
                 batching_enabled=_bool(_table(data, "batching", where), "enabled", True),
                 batching=_batching(_table(data, "batching", where), where),

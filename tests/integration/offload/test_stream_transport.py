@@ -3,6 +3,7 @@ calls, concurrent callers, per-call timeout, revocation cutting the stream, the 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +124,18 @@ def test_late_answer_on_the_stream_falls_back_to_local(slow_agent: Agent, pki: P
     with classifier(slow_agent, creds, timeout=0.1, retries=0, fallback=True) as c:
         prediction = c.classify(sample.path)
     assert (prediction.backend, prediction.index) == ("local", sample.index)
+
+
+def test_agent_ends_an_idle_stream_and_the_client_carries_on(pki: Pki, revoker: Revoker) -> None:
+    config = dataclasses.replace(agent_config(pki, revoker), stream_idle_s=0.2)
+    running = start_agent(config)
+    _, creds = pki.device()
+    sample = digit_samples()[8]
+    try:
+        with classifier(running, creds, retries=0) as c:
+            assert c.classify(sample.path).index == sample.index
+            assert running.tracker.active == 1
+            wait_for(lambda: running.tracker.active == 0)  # the agent's thread is free again
+            assert c.classify(sample.path).index == sample.index  # on a fresh stream
+    finally:
+        running.stop(grace=0.5)

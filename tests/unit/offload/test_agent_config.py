@@ -19,6 +19,7 @@ max_concurrent_rpcs = 100
 max_message_bytes = 1048576
 default_top_k = 3
 stream_window = 4
+stream_idle_s = 12.5
 catalog = "models/manifest.json"
 models = ["digits-mnv3", "efficientnet-lite0"]
 
@@ -83,6 +84,7 @@ def test_full_agent_config(tmp_path: Path) -> None:
     assert config.revocation.max_staleness_s == 12.0
     assert config.revocation.required
     assert config.max_message_bytes == 1048576
+    assert (config.stream_window, config.stream_idle_s) == (4, 12.5)
 
 
 def test_defaults_without_a_file() -> None:
@@ -119,6 +121,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[agent]\nlisten = 7444\n", "non-empty string"),
         ("[agent]\nmax_workers = 0\n", "max_workers"),
         ("[agent]\nmax_message_bytes = 10\n", "max_message_bytes"),
+        ("[agent]\nstream_idle_s = 0\n", "stream_idle_s"),
         ("[agent]\nmodels = []\n", "at least one model"),
         ("[agent]\nmodels = 'digits'\n", "list of strings"),
         ("[agent]\ncolour = 'blue'\n", "unknown keys colour"),

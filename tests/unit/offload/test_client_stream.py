@@ -183,3 +183,15 @@ def test_closed_stream_refuses_calls_and_ends_its_call() -> None:
     assert agent.calls[0].cancelled.is_set()
     with pytest.raises(UnavailableError, match="closed"):
         stream.exchange("y", timeout=5)
+
+
+def test_request_is_sent_again_when_a_used_stream_was_ended_by_the_agent() -> None:
+    answers = iter(["first", StopIteration(), "again"])  # the agent's idle limit hit in between
+    agent = FakeAgent(lambda request: next(answers))
+    stream = make(agent)
+    try:
+        assert stream.exchange("a", timeout=5) == "first"
+        assert stream.exchange("b", timeout=5) == "again"  # transparently, on a fresh stream
+        assert len(agent.calls) == 2
+    finally:
+        stream.close()

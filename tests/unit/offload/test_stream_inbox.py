@@ -78,6 +78,13 @@ def test_a_revocation_wakes_the_waiting_handler() -> None:
     inbox.finish()
 
 
+def test_take_gives_none_after_its_timeout() -> None:
+    inbox, requests = StreamInbox(2), Requests()
+    start(inbox, requests)
+    assert inbox.take(timeout=0.02) is None  # the handler ends an idle stream
+    inbox.finish()
+
+
 def test_finish_stops_a_reader_waiting_for_the_window() -> None:
     inbox, requests = StreamInbox(1), Requests()
     reader = start(inbox, requests)
