@@ -48,7 +48,9 @@ commit is in the operating system's cache (SQLite WAL) or the server (PostgreSQL
 **Hot statements**: the onboarding path (nonces, issuance, audit) runs a few hand-written
 statements on the driver's cursor of the transaction's connection (:meth:`Database.cursor`,
 :mod:`edgetrust.onboarding.statements`), which costs about a third of SQLAlchemy's execution
-path per statement; everything else uses SQLAlchemy Core.
+path per statement; everything else uses SQLAlchemy Core. The writers of a SQLite file keep one
+connection between transactions (no pool check-out and check-in per transaction: ~15 us of the
+~90 us a lone nonce insert costs here), replaced after any failure.
 
 Errors: an unusable URL or driver is a :class:`~edgetrust.errors.ConfigError`; anything the
 database does wrong is a :class:`~edgetrust.errors.StoreError` (unique-constraint violations a
@@ -176,6 +178,7 @@ class Database:
         path = target.sqlite_path
         #: queues the write transactions of the processes sharing a SQLite file (group_commit)
         self._writer_lock = None if path is None else WriterLock(Path(f"{path}-writers.lock"))
+        self._writer_connection: Connection | None = None  # SQLite file: see _write_connection
         try:
             if target.dialect == "sqlite":
                 self.engine = create_engine(
@@ -215,6 +218,9 @@ class Database:
         return self.target.redacted()
 
     def dispose(self) -> None:
+        if self._writer_connection is not None:
+            self._writer_connection.close()
+            self._writer_connection = None
         self.engine.dispose()
         if self._writer_lock is not None:
             self._writer_lock.close()
@@ -361,7 +367,7 @@ class Database:
         """One write transaction (committed when the block ends without an exception)."""
         relax = not durable and self._relaxable()
         queued = self._writer_lock.held() if self._writer_lock else contextlib.nullcontext()
-        with queued, self.engine.connect() as conn:
+        with queued, self._write_connection() as conn:
             driver: Any = conn.connection.driver_connection
             if relax and self.dialect == "sqlite":  # may not change inside a transaction
                 driver.execute("PRAGMA synchronous = NORMAL")
@@ -382,6 +388,27 @@ class Database:
                     except self._driver_error:
                         conn.invalidate()  # never hand out a connection that skips fsync
                         raise
+
+    @contextlib.contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """The connection for one write transaction. A SQLite file keeps one for its writers
+        (only the group commit's leader writes, one at a time), which saves a pool check-out and
+        check-in per transaction; it is dropped after any failure and replaced on the next
+        write. PostgreSQL checks one out of the pool (pinged) each time."""
+        if self.dialect != "sqlite" or self.target.sqlite_path is None:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        kept = self._writer_connection
+        if kept is None or kept.closed or kept.invalidated:
+            kept = self._writer_connection = self.engine.connect()
+        conn = kept
+        try:
+            yield conn
+        except BaseException:
+            self._writer_connection = None
+            conn.close()
+            raise
 
     def _relaxable(self) -> bool:
         return self.dialect == "postgresql" or self._synchronous != "NORMAL"

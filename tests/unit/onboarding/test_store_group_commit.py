@@ -289,3 +289,33 @@ def test_a_locked_sqlite_database_is_a_store_error(tmp_path: Path) -> None:
             holder.execute("ROLLBACK")
             holder.close()
         store.issue_nonce(value=_nonce(1), session=None, now=NOW, ttl=TTL)  # and it recovers
+
+
+def test_sqlite_writes_keep_one_connection_at_full_and_replace_it_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    with SqlRegistryStore(f"sqlite:///{tmp_path / 'registry.db'}") as store:
+        db = store.database
+
+        def kept() -> Any:
+            return db._writer_connection  # the connection the writers keep
+
+        def synchronous() -> int:
+            driver = kept().connection.driver_connection
+            return int(driver.execute("PRAGMA synchronous").fetchone()[0])
+
+        store.issue_nonce(value=_nonce(1), session=None, now=NOW, ttl=TTL)  # not durable
+        first = kept()
+        assert first is not None
+        assert synchronous() == 2  # FULL again after the lazy commit
+        store.issue_nonce(value=_nonce(2), session=None, now=NOW, ttl=TTL)
+        assert kept() is first  # reused: no pool check-out per transaction
+        with pytest.raises(DuplicateRecordError):
+            store.issue_nonce(value=_nonce(2), session=None, now=NOW, ttl=TTL)
+        assert kept() is None  # dropped after the failure
+        store.issue_nonce(value=_nonce(3), session=None, now=NOW, ttl=TTL)
+        assert kept() is not None
+        assert kept() is not first
+        assert synchronous() == 2
+        assert store.consume_nonce(_nonce(3), session=None, now=NOW).used_at == NOW
+    assert db._writer_connection is None  # closed with the store
