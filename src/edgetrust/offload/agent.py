@@ -35,7 +35,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +54,10 @@ from edgetrust.errors import (
     ConfigError,
     DeadlineExceededError,
     Error,
-    EvidenceError,
-    ExpiredError,
     InvalidRequestError,
     KeyFileError,
     NotFoundError,
-    OverloadedError,
     OversizeError,
-    PermissionDeniedError,
     RevokedError,
     UnavailableError,
 )
@@ -77,12 +73,12 @@ from edgetrust.offload.config import AgentConfig
 from edgetrust.offload.feed import RevocationFeed, RevocationFollower, feed_from_spec
 from edgetrust.offload.images import Preprocessing, to_tensor
 from edgetrust.offload.models import bundled_catalog, load_catalog
+from edgetrust.offload.rpc_status import ERROR_METADATA_KEY, status_for
 from edgetrust.offload.runtime import OnnxModel
 
 _log = logging.getLogger(__name__)
 
 SERVICE_NAME = "edgetrust.v1.Inference"
-ERROR_METADATA_KEY = "edgetrust-error"
 _POLL_S = 0.1
 _HEALTH_POLL_S = 0.1
 _MAX_TOP_K = 1000
@@ -91,25 +87,6 @@ _STATUS_DTYPES: dict[int, np.dtype[Any]] = {
     inference_pb2.DTYPE_FLOAT32: np.dtype(np.float32),
 }
 _DTYPE_TO_PROTO: dict[str, Any] = {dtype.str: number for number, dtype in _STATUS_DTYPES.items()}
-
-
-def status_for(error: Error) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status and the ``edgetrust-error`` reason tag for one of our errors."""
-    table: Sequence[tuple[type[Error], grpc.StatusCode, str]] = (
-        (NotFoundError, grpc.StatusCode.NOT_FOUND, "not-found"),
-        (OversizeError, grpc.StatusCode.RESOURCE_EXHAUSTED, "oversize"),
-        (RevokedError, grpc.StatusCode.PERMISSION_DENIED, "revoked"),
-        (ExpiredError, grpc.StatusCode.UNAUTHENTICATED, "expired"),
-        (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
-        (EvidenceError, grpc.StatusCode.INVALID_ARGUMENT, "invalid"),
-        (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"),
-        (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
-        (UnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
-    )
-    for kind, code, tag in table:
-        if isinstance(error, kind):
-            return code, tag
-    return grpc.StatusCode.INTERNAL, "internal"
 
 
 @dataclass(slots=True, kw_only=True)

@@ -18,7 +18,7 @@ from edgetrust.errors import (
     RevokedError,
     UnavailableError,
 )
-from edgetrust.offload.client import PersistentStream
+from edgetrust.offload.persistent_stream import PersistentStream
 from tests.unit.offload.test_client import FakeRpcError
 
 Answer = Callable[[Any], Any]  # request -> response, None (never answer) or an exception
