@@ -9,6 +9,7 @@ real subprocess instead (see test_crash.py).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -234,3 +235,31 @@ def pg_server() -> Iterator[PostgresServer]:
 def spiffe_ids(certificate: x509.Certificate) -> list[str]:
     san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def race_attest(stubs: list[Any], request: Any) -> x509.Certificate:
+    """Send one AttestRequest on every stub at the same moment: exactly one is accepted, the
+    others are refused as replays. The accepted certificate."""
+    barrier = threading.Barrier(len(stubs))
+    outcomes: list[Any] = []
+
+    def attest(stub: Any) -> None:
+        barrier.wait(timeout=10)
+        try:
+            outcomes.append(stub.Attest(request, timeout=10))
+        except grpc.RpcError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=attest, args=(s,)) for s in stubs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    wins = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
+    losses = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+    assert len(wins) == 1, outcomes
+    assert len(losses) == len(stubs) - 1
+    for loss in losses:
+        assert loss.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert loss.details() == "refused: nonce_replayed"
+    return x509.load_der_x509_certificate(wins[0].certificate_der)

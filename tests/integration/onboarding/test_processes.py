@@ -36,7 +36,7 @@ from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.onboarding.device import SimulatedDevice, VerifierClient
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.workspace import VerifierWorkspace
-from tests.integration.onboarding.conftest import import_bundle
+from tests.integration.onboarding.conftest import import_bundle, race_attest
 
 EDGETRUST = Path(sys.executable).with_name("edgetrust")
 START_TIMEOUT_S = 30.0
@@ -158,25 +158,6 @@ def _attest_request(device: SimulatedDevice, stub: Any) -> Any:
     )
 
 
-def _race(stubs: tuple[Any, Any], request: Any) -> list[Any]:
-    barrier = threading.Barrier(2)
-    outcomes: list[Any] = []
-
-    def attest(stub: Any) -> None:
-        barrier.wait(timeout=10)
-        try:
-            outcomes.append(stub.Attest(request, timeout=10))
-        except grpc.RpcError as e:
-            outcomes.append(e)
-
-    threads = [threading.Thread(target=attest, args=(s,)) for s in stubs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
-    return outcomes
-
-
 def test_two_processes_onboard_a_fleet_on_one_sqlite_file(
     config: Path, verifier_dir: Path, new_device: Any
 ) -> None:
@@ -221,14 +202,7 @@ def test_two_processes_onboard_a_fleet_on_one_sqlite_file(
                 verifier_pb2_grpc.VerifierStub(pair[0]),
                 verifier_pb2_grpc.VerifierStub(pair[1]),
             )
-            outcomes = _race(stubs, _attest_request(device, stubs[0]))
-            wins = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
-            losses = [o for o in outcomes if isinstance(o, grpc.RpcError)]
-            assert len(wins) == 1, outcomes
-            assert len(losses) == 1
-            assert losses[0].code() is grpc.StatusCode.PERMISSION_DENIED
-            assert losses[0].details() == "refused: nonce_replayed"
-            received.append(x509.load_der_x509_certificate(wins[0].certificate_der))
+            received.append(race_attest(list(stubs), _attest_request(device, stubs[0])))
         for client in clients:
             client.close()
         for channel in channels:

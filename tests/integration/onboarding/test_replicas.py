@@ -7,13 +7,11 @@ store), and identical requests raced at both replicas are accepted exactly once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +22,7 @@ from edgetrust.attest import eat
 from edgetrust.attest.reference import EndorsementBundle
 from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.onboarding.device import SimulatedDevice
-from tests.integration.onboarding.conftest import RunningVerifier, start_verifier
+from tests.integration.onboarding.conftest import RunningVerifier, race_attest, start_verifier
 from tests.pgserver import PostgresServer
 
 FLEET = 12
@@ -69,17 +67,6 @@ def _cross_onboard(
     return x509.load_der_x509_certificate(reply.certificate_der)
 
 
-def _race(
-    replica: RunningVerifier, request: Any, barrier: threading.Barrier, outcomes: list[Any]
-) -> None:
-    stub = replica.stub()
-    barrier.wait(timeout=10)
-    try:
-        outcomes.append(stub.Attest(request, timeout=10))
-    except grpc.RpcError as e:
-        outcomes.append(e)
-
-
 def test_two_replicas_onboard_a_fleet_without_double_issuing(
     replicas: tuple[RunningVerifier, RunningVerifier], new_device: Any
 ) -> None:
@@ -105,24 +92,7 @@ def test_two_replicas_onboard_a_fleet_without_double_issuing(
             media_type=DEVICE_EAT_MEDIA_TYPE,
             csr_der=device.csr(key).public_bytes(serialization.Encoding.DER),
         )
-        outcomes: list[Any] = []
-        barrier = threading.Barrier(2)
-
-        threads = [
-            threading.Thread(target=_race, args=(r, request, barrier, outcomes))
-            for r in (first, second)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=20)
-        wins = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
-        losses = [o for o in outcomes if isinstance(o, grpc.RpcError)]
-        assert len(wins) == 1, outcomes
-        assert len(losses) == 1
-        assert losses[0].code() is grpc.StatusCode.PERMISSION_DENIED
-        assert losses[0].details() == "refused: nonce_replayed"
-        received.append(x509.load_der_x509_certificate(wins[0].certificate_der))
+        received.append(race_attest([first.stub(), second.stub()], request))
 
     store = first.store
     recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
