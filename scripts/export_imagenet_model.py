@@ -23,6 +23,7 @@ Needs the ``train`` extra. Run: ``.venv/bin/python scripts/export_imagenet_model
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.metadata
 import json
@@ -167,6 +168,11 @@ def _sha256_file(path: str) -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Writes the models, labels, photos and manifest entries listed in the module doc.",
+    )
+    parser.parse_args()
     fp32 = export_onnx(
         load_model(),
         PREPROCESSING.sample_shape,
