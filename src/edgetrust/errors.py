@@ -223,5 +223,9 @@ class OverloadedError(ServiceError):
     """A bounded queue is full: back-pressure; the caller should retry later (RESOURCE_EXHAUSTED)"""
 
 
+class StreamLimitError(OverloadedError):
+    """The agent has as many streams open as it allows (``agent.max_streams``): call unary."""
+
+
 class DeadlineExceededError(UnavailableError):
     """A call's deadline passed before its result was ready."""

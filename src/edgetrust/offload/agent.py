@@ -18,12 +18,13 @@
   preprocessing in the handler thread, then a :class:`~edgetrust.offload.batching.DynamicBatcher`
   (or a direct run when batching is off).
 
-Statuses (the trailing metadata key ``edgetrust-error`` names the reason for clients):
-NOT_FOUND unknown model; INVALID_ARGUMENT bad input; RESOURCE_EXHAUSTED oversized request
-("oversize") or full queue ("overloaded", retry later); PERMISSION_DENIED revoked ("revoked") or not
-permitted ("forbidden"); UNAUTHENTICATED a certificate that expired while its connection stayed open
-("expired"); DEADLINE_EXCEEDED; UNAVAILABLE shutting down or a stale revocation feed; INTERNAL the
-runtime failed. Oversized requests are RESOURCE_EXHAUSTED (not INVALID_ARGUMENT) because gRPC
+Statuses (the trailing metadata key ``edgetrust-error`` names the reason for clients): NOT_FOUND
+unknown model; INVALID_ARGUMENT bad input; RESOURCE_EXHAUSTED oversized request ("oversize"), full
+queue ("overloaded", retry later) or a stream beyond ``agent.max_streams`` ("stream-limit", send the
+call unary; see :mod:`edgetrust.offload.stream_admission`); PERMISSION_DENIED revoked ("revoked") or
+not permitted ("forbidden"); UNAUTHENTICATED a certificate that expired while its connection stayed
+open ("expired"); DEADLINE_EXCEEDED; UNAVAILABLE shutting down or a stale revocation feed; INTERNAL
+the runtime failed. Oversized requests are RESOURCE_EXHAUSTED (not INVALID_ARGUMENT) because gRPC
 itself answers RESOURCE_EXHAUSTED for a message over ``max_receive_message_length``; our own check
 of the decoded payload answers the same.
 """
@@ -59,6 +60,7 @@ from edgetrust.errors import (
     NotFoundError,
     OversizeError,
     RevokedError,
+    StreamLimitError,
     UnavailableError,
 )
 from edgetrust.offload.authz import (
@@ -75,6 +77,7 @@ from edgetrust.offload.images import Preprocessing, to_tensor
 from edgetrust.offload.models import bundled_catalog, load_catalog
 from edgetrust.offload.rpc_status import ERROR_METADATA_KEY, status_for
 from edgetrust.offload.runtime import OnnxModel
+from edgetrust.offload.stream_admission import StreamAdmission
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         max_payload_bytes: int,
         stream_window: int,
         stream_readers: futures.Executor,
+        streams: StreamAdmission,
         stream_idle_s: float = 30.0,
     ) -> None:
         self._models = models
@@ -127,6 +131,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         self._window = stream_window
         self._readers = stream_readers
         self._stream_idle_s = stream_idle_s
+        self._streams = streams
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -142,6 +147,28 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         self, request_iterator: Iterator[Any], context: grpc.ServicerContext
     ) -> Iterator[Any]:
         identity = self._identify(context)
+        streams = self._streams
+        if not streams.try_open():
+            _abort(
+                context,
+                StreamLimitError(
+                    f"the agent has {streams.limit} streams open, its limit (agent.max_streams): "
+                    "send this call unary"
+                ),
+                identity,
+            )
+        try:
+            yield from self._serve_stream(request_iterator, identity, context)
+        finally:
+            streams.close()
+
+    def _serve_stream(
+        self,
+        request_iterator: Iterator[Any],
+        identity: PeerIdentity,
+        context: grpc.ServicerContext,
+    ) -> Iterator[Any]:
+        """The responses of one admitted stream, until its requests end or an error ends it."""
         with self._tracker.track(identity) as guard:
             inbox = StreamInbox(self._window)
             error: Error | None = None
@@ -544,6 +571,7 @@ class Agent:
             revocations=self.revocations,
         )
         self.tracker = CallTracker(self.revocations)
+        self.streams = StreamAdmission(config.stream_limit)
 
         loaded = dict(models) if models is not None else load_models(config)
         self.models: dict[str, ServedModel] = {}
@@ -573,10 +601,9 @@ class Agent:
         self._pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix="agent"
         )
-        # one reader per open stream; a stream holds a handler thread, so max_workers streams at
-        # most, plus readers of streams that are ending
+        # one reader per open stream: stream_limit at most, plus readers of streams that are ending
         self._stream_readers = futures.ThreadPoolExecutor(
-            max_workers=2 * config.max_workers, thread_name_prefix="stream-reader"
+            max_workers=max(1, 2 * config.stream_limit), thread_name_prefix="stream-reader"
         )
         self._server = grpc.server(
             self._pool,
@@ -600,6 +627,7 @@ class Agent:
                 stream_window=config.stream_window,
                 stream_readers=self._stream_readers,
                 stream_idle_s=config.stream_idle_s,
+                streams=self.streams,
             ),
             self._server,
         )
@@ -659,7 +687,13 @@ class Agent:
                 served.batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._stream_readers.shutdown(wait=False, cancel_futures=True)
-        _log.info("agent stopped")
+        _log.info("agent stopped %s", self.metrics())
+
+    def metrics(self) -> dict[str, int]:
+        """What operators watch: ``calls_active`` (unary calls and streams in progress, gauge)
+        and the stream counts of :meth:`StreamAdmission.snapshot` (``streams_open`` gauge,
+        ``streams_refused`` ...)."""
+        return {"calls_active": self.tracker.active, **self.streams.snapshot()}
 
     def _follow_health(self) -> None:
         """Keep the stored health statuses (what Watch streams) in step with the feed."""

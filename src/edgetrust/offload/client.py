@@ -38,6 +38,7 @@ from edgetrust.errors import (
     InvalidRequestError,
     KeyFileError,
     OverloadedError,
+    StreamLimitError,
     UnavailableError,
 )
 from edgetrust.offload.config import ClientSettings, Transport
@@ -48,6 +49,9 @@ from edgetrust.offload.rpc_status import error_from_rpc
 from edgetrust.offload.runtime import InferenceBackend, Prediction, RuntimeSettings
 
 _log = logging.getLogger(__name__)
+
+#: after the agent refused a stream (its ``agent.max_streams``), calls go unary for this long
+STREAM_RETRY_AFTER_S = 10.0
 
 
 def request_for(image: ImageInput, *, model: str, top_k: int, request_id: str = "") -> Any:
@@ -122,7 +126,10 @@ class RemoteBackend:
     ``transport`` (:class:`~edgetrust.offload.config.Transport`): ``stream`` sends each
     :meth:`classify` over a :class:`PersistentStream` (a call made while another thread is using
     it goes unary); ``unary`` makes one ``Classify`` call per image. Answers, errors, timeouts
-    and retries are the same.
+    and retries are the same. When the agent refuses to open a stream because it has as many
+    open as it allows (``agent.max_streams``, :class:`~edgetrust.errors.StreamLimitError`), that
+    call and the calls of the next ``stream_retry_after_s`` seconds go unary, then a stream is
+    tried again; the caller sees no error.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class RemoteBackend:
         retries: int = 2,
         backoff_s: float = 0.05,
         transport: Transport | str = Transport.STREAM,
+        stream_retry_after_s: float = STREAM_RETRY_AFTER_S,
     ) -> None:
         try:
             self.transport = Transport(transport)
@@ -148,6 +156,8 @@ class RemoteBackend:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.stream_retry_after_s = stream_retry_after_s
+        self._stream_refused_until = 0.0  # the agent refused a stream: unary until then
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(ca, "CA certificate"),
             private_key=_read(key, "device key"),
@@ -183,12 +193,20 @@ class RemoteBackend:
         request = request_for(image, model=self.model, top_k=top_k)
         started = time.perf_counter()
         stream = self._stream
-        if stream is not None and stream.lock.acquire(blocking=False):
+        response = None
+        if (
+            stream is not None
+            and time.monotonic() >= self._stream_refused_until
+            and stream.lock.acquire(blocking=False)
+        ):
             try:
                 response = self._call(stream.exchange, request)
+            except StreamLimitError as e:
+                self._stream_refused_until = time.monotonic() + self.stream_retry_after_s
+                _log.info("%s; unary calls for the next %g s", e.message, self.stream_retry_after_s)
             finally:
                 stream.lock.release()
-        else:
+        if response is None:
             response = self._call(self._stub.Classify, request)
         elapsed = (time.perf_counter() - started) * 1000.0
         return prediction_from_response(response, latency_ms=elapsed, backend=self.name)
@@ -250,7 +268,10 @@ class RemoteBackend:
 
 
 def _retryable(error: Error) -> bool:
-    """Worth another try: the agent was unreachable or overloaded (no deadline, no refusal)."""
+    """Worth another try: the agent was unreachable or overloaded (no deadline, no refusal; a
+    stream refused for the agent's stream limit goes unary at once instead)."""
+    if isinstance(error, StreamLimitError):
+        return False
     return isinstance(error, OverloadedError) or type(error) is UnavailableError
 
 

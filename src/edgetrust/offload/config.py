@@ -6,6 +6,9 @@ Agent (``edgetrust agent serve --config agent.toml``)::
     listen = "127.0.0.1:7444"
     trust_domain = "edgetrust.local"   # SPIFFE trust domain of device certificates
     max_workers = 32                   # gRPC handler threads (a stream holds one while open)
+    max_streams = 16                   # streams open at once (< max_workers; default half of
+                                       # it); beyond it a stream is refused and the client
+                                       # sends that call unary, so unary calls keep the rest
     max_concurrent_rpcs = 256          # beyond this gRPC answers RESOURCE_EXHAUSTED
     max_message_bytes = 4194304        # request size bound (gRPC's and our own check)
     default_top_k = 5
@@ -123,6 +126,8 @@ class AgentConfig:
     models: tuple[str, ...] = ("digits-mnv3",)
     catalog: Path | None = None
     max_workers: int = 32
+    #: streams open at once; None = :attr:`stream_limit`'s default, half of ``max_workers``
+    max_streams: int | None = None
     max_concurrent_rpcs: int = 256
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     default_top_k: int = 5
@@ -140,6 +145,13 @@ class AgentConfig:
             raise ConfigError("agent.models must name at least one model")
         if not 1 <= self.max_workers <= 1024:
             raise ConfigError("agent.max_workers must be in 1..1024")
+        if self.max_streams is not None and not 0 <= self.max_streams < self.max_workers:
+            raise ConfigError(
+                f"agent.max_streams ({self.max_streams}) must be in 0..{self.max_workers - 1}, "
+                f"below agent.max_workers ({self.max_workers}): every open stream holds a "
+                "handler thread, and unary calls need the threads that streams cannot take",
+                hint="lower agent.max_streams or raise agent.max_workers",
+            )
         if not 1 <= self.max_concurrent_rpcs <= 100_000:
             raise ConfigError("agent.max_concurrent_rpcs must be in 1..100000")
         if not 1024 <= self.max_message_bytes <= 256 * 1024 * 1024:
@@ -152,6 +164,11 @@ class AgentConfig:
             raise ConfigError("agent.stream_idle_s must be in 0.1..3600 seconds")
         if self.revocation.max_staleness_s <= 0:
             raise ConfigError("revocation.max_staleness_s must be positive")
+
+    @property
+    def stream_limit(self) -> int:
+        """How many streams may be open at once: ``max_streams``, by default half the threads."""
+        return self.max_streams if self.max_streams is not None else self.max_workers // 2
 
     @classmethod
     def load(
@@ -170,6 +187,7 @@ class AgentConfig:
                 "listen",
                 "trust_domain",
                 "max_workers",
+                "max_streams",
                 "max_concurrent_rpcs",
                 "max_message_bytes",
                 "default_top_k",
@@ -202,6 +220,7 @@ class AgentConfig:
                 models=models,
                 catalog=_path(base, catalog_text) if catalog_text else None,
                 max_workers=_int(agent, "max_workers", 32),
+                max_streams=_int(agent, "max_streams", 0) if "max_streams" in agent else None,
                 max_concurrent_rpcs=_int(agent, "max_concurrent_rpcs", 256),
                 max_message_bytes=_int(agent, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
                 default_top_k=_int(agent, "default_top_k", 5),

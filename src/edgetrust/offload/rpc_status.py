@@ -24,6 +24,7 @@ from edgetrust.errors import (
     OversizeError,
     PermissionDeniedError,
     RevokedError,
+    StreamLimitError,
     UnavailableError,
 )
 
@@ -39,6 +40,7 @@ def status_for(error: Error) -> tuple[grpc.StatusCode, str]:
         (ExpiredError, grpc.StatusCode.UNAUTHENTICATED, "expired"),
         (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
         (EvidenceError, grpc.StatusCode.INVALID_ARGUMENT, "invalid"),
+        (StreamLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED, "stream-limit"),
         (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"),
         (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
         (UnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
@@ -64,6 +66,8 @@ def error_from_rpc(error: grpc.RpcError, *, agent: str) -> Error:
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidRequestError(message)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if tag == "stream-limit":
+            return StreamLimitError(message)
         if tag == "overloaded":
             return OverloadedError(message)
         return OversizeError(message)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,6 +30,7 @@ from edgetrust.errors import UnavailableError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.authz import ModelPermissions
 from edgetrust.offload.batching import BatchSettings
+from edgetrust.offload.client import Classifier
 from edgetrust.offload.config import AgentConfig, FeedConfig, TlsPaths
 from edgetrust.offload.feed import FileRevocationFeed, RevocationEvent, RevocationKind
 
@@ -250,6 +252,15 @@ def stub_for(agent: Agent) -> Iterator[Callable[[Creds | None], object]]:
     yield make
     for channel in channels:
         channel.close()
+
+
+def stream_classifier(agent: Agent, creds: Creds, **kwargs: Any) -> Classifier:
+    """A remote classifier of ``creds`` on the persistent-stream transport, without fallback."""
+    settings: dict[str, Any] = {"fallback": False, "transport": "stream"} | kwargs
+    return Classifier(
+        MODEL, "remote", agent=agent.address, cert=creds.cert, key=creds.key, ca=creds.ca,
+        environ={}, **settings,
+    )  # fmt: skip
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> float:

@@ -7,32 +7,23 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from edgetrust.errors import DeadlineExceededError, RevokedError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.batching import BatchSettings
-from edgetrust.offload.client import Classifier
 from edgetrust.offload.models import digit_samples
 from tests.integration.offload.conftest import (
-    MODEL,
-    Creds,
     Pki,
     Revoker,
     agent_config,
     start_agent,
     wait_for,
 )
-
-
-def classifier(agent: Agent, creds: Creds, **kwargs: Any) -> Classifier:
-    settings: dict[str, Any] = {"fallback": False, "transport": "stream"} | kwargs
-    return Classifier(
-        MODEL, "remote", agent=agent.address, cert=creds.cert, key=creds.key, ca=creds.ca,
-        environ={}, **settings,
-    )  # fmt: skip
+from tests.integration.offload.conftest import (
+    stream_classifier as classifier,
+)
 
 
 def test_successive_calls_travel_on_one_stream(agent: Agent, pki: Pki) -> None:

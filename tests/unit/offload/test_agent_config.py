@@ -15,6 +15,7 @@ FULL = """
 listen = "0.0.0.0:9000"
 trust_domain = "fleet.example"
 max_workers = 8
+max_streams = 3
 max_concurrent_rpcs = 100
 max_message_bytes = 1048576
 default_top_k = 3
@@ -85,6 +86,7 @@ def test_full_agent_config(tmp_path: Path) -> None:
     assert config.revocation.required
     assert config.max_message_bytes == 1048576
     assert (config.stream_window, config.stream_idle_s) == (4, 12.5)
+    assert (config.max_streams, config.stream_limit) == (3, 3)
 
 
 def test_defaults_without_a_file() -> None:
@@ -95,6 +97,35 @@ def test_defaults_without_a_file() -> None:
     assert config.batching_enabled
     assert not config.revocation.required
     assert config.permissions.permits("00", "anything")
+    assert (config.max_workers, config.max_streams, config.stream_limit) == (32, None, 16)
+
+
+@pytest.mark.parametrize(
+    ("workers", "streams", "limit"), [(8, None, 4), (1, None, 0), (8, 0, 0), (8, 7, 7)]
+)
+def test_stream_limit_is_below_the_handler_threads(
+    workers: int, streams: int | None, limit: int
+) -> None:
+    config = AgentConfig(max_workers=workers, max_streams=streams)
+    assert config.stream_limit == limit < workers
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[agent]\nmax_workers = 8\nmax_streams = 8\n", r"max_streams \(8\) must be in 0\.\.7"),
+        ("[agent]\nmax_streams = 32\n", r"below agent\.max_workers \(32\)"),
+        ("[agent]\nmax_workers = 4\nmax_streams = 100\n", "unary calls need the threads"),
+        ("[agent]\nmax_streams = -1\n", r"max_streams \(-1\) must be in 0\.\.31"),
+        ("[agent]\nmax_streams = 'many'\n", "max_streams must be an integer"),
+    ],
+)
+def test_max_streams_not_below_max_workers_is_a_config_error(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match) as raised:
+        AgentConfig.load(write(tmp_path, text), environ={})
+    assert type(raised.value) is ConfigError
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from edgetrust.errors import (
     OversizeError,
     PermissionDeniedError,
     RevokedError,
+    StreamLimitError,
     UnavailableError,
 )
 from edgetrust.offload.client import (
@@ -34,6 +35,7 @@ from edgetrust.offload.client import (
 )
 from edgetrust.offload.images import ImageInput
 from edgetrust.offload.models import digit_samples
+from edgetrust.offload.rpc_status import status_for
 from edgetrust.offload.runtime import Prediction
 from tests.unit.offload.pki import issue_device, make_ca
 
@@ -74,6 +76,7 @@ class FakeRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
         (grpc.StatusCode.NOT_FOUND, "not-found", NotFoundError),
         (grpc.StatusCode.INVALID_ARGUMENT, "invalid", InvalidRequestError),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded", OverloadedError),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "stream-limit", StreamLimitError),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "oversize", OversizeError),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "", OversizeError),  # gRPC's own size refusal
         (grpc.StatusCode.PERMISSION_DENIED, "revoked", RevokedError),
@@ -88,6 +91,21 @@ def test_statuses_become_our_errors(code: grpc.StatusCode, tag: str, expected: t
     error = error_from_rpc(FakeRpcError(code, "why", tag), agent="a:1")
     assert type(error) is expected
     assert error.message == "agent a:1: why"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NotFoundError("x"), InvalidRequestError("x"), OverloadedError("x"),
+        StreamLimitError("x"), OversizeError("x"), RevokedError("x"),
+        PermissionDeniedError("x"), ExpiredError("x"), DeadlineExceededError("x"),
+        UnavailableError("x"), InferenceError("x"),
+    ],
+    ids=lambda e: type(e).__name__,
+)  # fmt: skip
+def test_the_agents_status_for_an_error_comes_back_as_that_error(error: Error) -> None:
+    code, tag = status_for(error)
+    assert type(error_from_rpc(FakeRpcError(code, "x", tag), agent="a:1")) is type(error)
 
 
 # -- requests -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from edgetrust.errors import (
     DeadlineExceededError,
     InferenceError,
     RevokedError,
+    StreamLimitError,
     UnavailableError,
 )
 from edgetrust.offload.persistent_stream import PersistentStream
@@ -128,6 +129,19 @@ def test_agent_status_becomes_our_error_and_ends_the_stream() -> None:
         assert agent.calls[0].cancelled.is_set()
         assert stream.exchange("good", timeout=5) == "ok"
         assert len(agent.calls) == 2
+    finally:
+        stream.close()
+
+
+def test_stream_refused_for_the_agents_stream_limit_is_a_stream_limit_error() -> None:
+    refusal = FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "at the limit", "stream-limit")
+    agent = FakeAgent(lambda request: refusal)
+    stream = make(agent)
+    try:
+        with pytest.raises(StreamLimitError, match="agent a:1: at the limit"):
+            stream.exchange("x", timeout=5)
+        assert not stream.is_open  # the next call opens a new stream
+        assert agent.calls[0].cancelled.is_set()
     finally:
         stream.close()
 
