@@ -1,4 +1,5 @@
-"""``edgetrust verifier serve --processes 2`` on one SQLite registry: a real subprocess, real TLS.
+"""``edgetrust verifier serve --processes 2`` on one registry (a SQLite file; and a real
+PostgreSQL): a real subprocess, real TLS.
 
 Both processes serve the same port (SO_REUSEPORT); devices open many channels, so both get
 traffic. Afterwards: no double issuance, every certificate a device received is recorded (and
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +39,7 @@ from edgetrust.onboarding.device import SimulatedDevice, VerifierClient
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.workspace import VerifierWorkspace
 from tests.integration.onboarding.conftest import import_bundle, race_attest
+from tests.pgserver import PostgresServer
 
 EDGETRUST = Path(sys.executable).with_name("edgetrust")
 START_TIMEOUT_S = 30.0
@@ -53,13 +56,23 @@ pytestmark = pytest.mark.skipif(
 class ProcessGroup:
     """``edgetrust verifier serve --processes N`` with its stdout/stderr captured."""
 
-    def __init__(self, config: Path, processes: int = 2, listen: str = "127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        config: Path,
+        processes: int = 2,
+        listen: str = "127.0.0.1:0",
+        database_url: str | None = None,
+    ) -> None:
+        env = dict(os.environ)
+        if database_url is not None:
+            env["EDGETRUST_DB_URL"] = database_url
         self.proc = subprocess.Popen(
             [str(EDGETRUST), "verifier", "serve", "--config", str(config), "--listen", listen,
              "--feed-listen", "", "--processes", str(processes), "--grace", "2"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )  # fmt: skip
         self.first_line = _read_line(self.proc.stdout, START_TIMEOUT_S)
 
@@ -144,6 +157,25 @@ def config(verifier_dir: Path, bundle: EndorsementBundle) -> Path:
     return verifier_dir / "verifier.toml"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def registry(
+    request: pytest.FixtureRequest, verifier_dir: Path, bundle: EndorsementBundle
+) -> Iterator[str]:
+    """The registry URL the processes share: the verifier directory's SQLite file, or a fresh
+    PostgreSQL database (given to the verifier as EDGETRUST_DB_URL)."""
+    if request.param == "sqlite":
+        url = VerifierWorkspace(root=verifier_dir).default_database_url
+        with SqlRegistryStore(url) as store:
+            import_bundle(store, bundle)
+        yield url
+        return
+    pg_server: PostgresServer = request.getfixturevalue("pg_server")
+    with pg_server.database() as url:
+        with SqlRegistryStore(url) as store:
+            import_bundle(store, bundle)
+        yield url
+
+
 def _attest_request(device: SimulatedDevice, stub: Any) -> Any:
     boot = device.boot()
     key = ec.generate_private_key(ec.SECP256R1())
@@ -158,13 +190,13 @@ def _attest_request(device: SimulatedDevice, stub: Any) -> Any:
     )
 
 
-def test_two_processes_onboard_a_fleet_on_one_sqlite_file(
-    config: Path, verifier_dir: Path, new_device: Any
+def test_two_processes_onboard_a_fleet_on_one_registry(
+    registry: str, verifier_dir: Path, new_device: Any
 ) -> None:
     workspace = VerifierWorkspace(root=verifier_dir)
     ca_pem = workspace.load_keys().cluster_ca_pem
     devices = [new_device() for _ in range(FLEET)]
-    group = ProcessGroup(config)
+    group = ProcessGroup(verifier_dir / "verifier.toml", database_url=registry)
     clients: list[VerifierClient] = []
     channels: list[grpc.Channel] = []
     try:
@@ -218,7 +250,7 @@ def test_two_processes_onboard_a_fleet_on_one_sqlite_file(
     assert metrics["processes_served"] == 2  # 20 channels: both processes took some
     assert metrics["certificates_issued"] == len(received)
 
-    with SqlRegistryStore(workspace.default_database_url, create=False) as store:
+    with SqlRegistryStore(registry, create=False) as store:
         recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
         assert len(received) == FLEET * CHANNELS_PER_DEVICE * ROUNDS + RACES
         assert len({c.serial_number for c in received}) == len(received)  # no double issuance
