@@ -6,7 +6,9 @@ verifier's cluster CA and writes ``DIR/agent.toml`` (see :mod:`edgetrust.offload
 ``edgetrust agent serve [--config FILE] [--listen HOST:PORT]`` loads the configuration (TOML, see
 :mod:`edgetrust.offload.config`; ``EDGETRUST_AGENT_*`` variables override it), loads the models,
 follows the revocation feed and serves ``edgetrust.v1.Inference`` until SIGINT / SIGTERM, then
-stops gracefully.
+stops gracefully and prints its metrics, ``agent stopped {...}`` (:meth:`Agent.metrics`: calls in
+progress, streams open / peak / opened / refused and the cap). Refused streams are also warned
+about while it runs (stderr, at most once a minute).
 """
 
 from __future__ import annotations
@@ -139,4 +141,4 @@ def serve(config_path: Path | None, listen: str | None, grace: float, verbose: b
     finally:
         signal.signal(signal.SIGTERM, previous)
         agent.stop(grace)
-    click.echo("agent stopped")
+    click.echo(f"agent stopped {agent.metrics()}")

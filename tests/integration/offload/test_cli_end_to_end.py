@@ -78,4 +78,7 @@ heartbeat_interval_ms = 100
         agent.send_signal(signal.SIGTERM)
         out, err = agent.communicate(timeout=30)
     assert agent.returncode == 0, err
-    assert "agent stopped" in out
+    assert "agent stopped {" in out
+    # the metrics line: the three images travelled on one stream, none refused
+    assert "'streams_open': " in out
+    assert "'streams_opened': 1, 'streams_refused': 0" in out
