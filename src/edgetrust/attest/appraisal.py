@@ -91,7 +91,8 @@ from edgetrust.attest.ear import (
     TrustVector,
     VerifierId,
 )
-from edgetrust.attest.reference import ProductReference, ReferenceValues
+from edgetrust.attest.products import ProductReference
+from edgetrust.attest.reference import ReferenceValues
 from edgetrust.certs.chain import ValidatedChain, validate_chain
 from edgetrust.certs.loading import TrustAnchor
 from edgetrust.errors import (

@@ -1,9 +1,10 @@
 """Appraisal steps 6-8: verified evidence against the endorsed reference values. Pure.
 
 The part of :func:`edgetrust.attest.appraisal.appraise` that compares what a device reports with
-what its manufacturer endorsed (:mod:`edgetrust.attest.reference`). It does no I/O and never reads
-the clock. Every step reports what it finds to a :class:`Findings` (the appraisal's collector)
-instead of raising: bad evidence is a negative result.
+what its manufacturer endorsed (:mod:`edgetrust.attest.reference`, whose product values live in
+:mod:`edgetrust.attest.products`). It does no I/O and never reads the clock. Every step reports
+what it finds to a :class:`Findings` (the appraisal's collector) instead of raising: bad evidence
+is a negative result.
 
 Steps (described in full, with their reason codes, in :mod:`edgetrust.attest.appraisal`):
 
@@ -20,16 +21,16 @@ from typing import Protocol
 
 from edgetrust.attest import eat
 from edgetrust.attest.ear import Category, Claim
-from edgetrust.attest.reference import (
+from edgetrust.attest.products import (
     DebugPolicy,
     DigestAlgorithm,
     DigestVerdict,
     FirmwareReference,
     LayerReference,
     ProductReference,
-    ReferenceValues,
     SecureBootPolicy,
 )
+from edgetrust.attest.reference import ReferenceValues
 from edgetrust.certs.chain import ValidatedChain
 from edgetrust.certs.dice_ext import OperationalFlag, TcbInfo
 from edgetrust.errors import AppraisalError, EvidenceError

@@ -71,16 +71,18 @@ Endorsement bundle JSON (format version 1)::
      "reference_values": { ... the document above ... }}
 
 Trust anchors are ``CERTIFICATE`` (manufacturer roots / intermediates) or ``PUBLIC KEY`` PEM blocks.
+
+The per-product value classes (:class:`ProductReference`, :class:`FirmwareReference`,
+:class:`LayerReference`, the digest algorithms and policies) and the reading / writing of one
+``products[]`` entry live in :mod:`edgetrust.attest.products`; this module re-exports them and
+holds the documents: :class:`ReferenceValues`, :class:`EndorsementBundle` and the trust anchors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -88,8 +90,37 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edgetrust.attest.jsondoc import JsonObject, parse_json
+from edgetrust.attest.products import (
+    DebugPolicy,
+    DigestAlgorithm,
+    DigestVerdict,
+    FirmwareReference,
+    LayerReference,
+    ProductReference,
+    SecureBootPolicy,
+    product_from_dict,
+    product_to_dict,
+)
 from edgetrust.certs.loading import TrustAnchor, load_trust_anchors
 from edgetrust.errors import ConfigError, EvidenceError
+
+__all__ = [
+    "ENDORSEMENT_FORMAT",
+    "FORMAT_VERSION",
+    "REFERENCE_FORMAT",
+    "Anchor",
+    "DebugPolicy",
+    "DigestAlgorithm",
+    "DigestVerdict",
+    "EndorsementBundle",
+    "FirmwareReference",
+    "LayerReference",
+    "ProductReference",
+    "ReferenceValues",
+    "SecureBootPolicy",
+    "anchors_to_pem",
+    "parse_anchors",
+]
 
 REFERENCE_FORMAT = "edgetrust-reference-values"
 ENDORSEMENT_FORMAT = "edgetrust-endorsements"
@@ -97,150 +128,6 @@ FORMAT_VERSION = 1
 
 #: A trust anchor: a manufacturer certificate or a bare public key.
 Anchor: TypeAlias = TrustAnchor
-
-
-class DigestAlgorithm(StrEnum):
-    """Hash algorithms accepted in reference values, by their IANA "Named Information" names."""
-
-    SHA256 = "sha256"
-    SHA384 = "sha384"
-    SHA512 = "sha512"
-
-    @property
-    def size(self) -> int:
-        return _DIGEST_SIZES[self]
-
-    def digest(self, data: bytes) -> bytes:
-        return hashlib.new(self.value, data).digest()
-
-
-_DIGEST_SIZES = {
-    DigestAlgorithm.SHA256: 32,
-    DigestAlgorithm.SHA384: 48,
-    DigestAlgorithm.SHA512: 64,
-}
-
-
-class DebugPolicy(StrEnum):
-    FORBIDDEN = "forbidden"
-    ALLOWED = "allowed"
-
-
-class SecureBootPolicy(StrEnum):
-    REQUIRED = "required"
-    OPTIONAL = "optional"
-
-
-class DigestVerdict(StrEnum):
-    """The outcome of comparing reported digests with reference digests."""
-
-    MATCH = "match"  # at least one algorithm in common, and every common algorithm matches
-    MISMATCH = "mismatch"  # some common algorithm differs
-    NO_COMMON_ALGORITHM = "no_common_algorithm"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LayerReference:
-    """The expected digests of one layer (DICE layer or measured component)."""
-
-    name: str
-    digests: Mapping[DigestAlgorithm, bytes]
-    dice: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("layer name is empty")
-        if not self.digests:
-            raise ConfigError(f"layer {self.name!r} has no digests")
-        for alg, value in self.digests.items():
-            if len(value) != DigestAlgorithm(alg).size:
-                raise ConfigError(
-                    f"layer {self.name!r}: {alg} digest has {len(value)} bytes, "
-                    f"expected {DigestAlgorithm(alg).size}"
-                )
-
-    @classmethod
-    def of_code(
-        cls,
-        name: str,
-        code: bytes,
-        *,
-        algorithms: Iterable[DigestAlgorithm] = (DigestAlgorithm.SHA256,),
-        dice: bool = True,
-    ) -> LayerReference:
-        """The reference for a layer whose code (image bytes) the factory holds."""
-        return cls(name=name, digests={a: a.digest(code) for a in algorithms}, dice=dice)
-
-    def compare(self, reported: Mapping[DigestAlgorithm, bytes]) -> DigestVerdict:
-        """Compare digests reported by a device (constant time per digest)."""
-        common = [a for a in reported if a in self.digests]
-        if not common:
-            return DigestVerdict.NO_COMMON_ALGORITHM
-        ok = True
-        for alg in common:
-            ok &= hmac.compare_digest(reported[alg], self.digests[alg])
-        return DigestVerdict.MATCH if ok else DigestVerdict.MISMATCH
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FirmwareReference:
-    """One endorsed firmware version of a product."""
-
-    version: str
-    layers: tuple[LayerReference, ...]
-    debug: DebugPolicy = DebugPolicy.FORBIDDEN
-    secure_boot: SecureBootPolicy = SecureBootPolicy.REQUIRED
-
-    def __post_init__(self) -> None:
-        if not self.version:
-            raise ConfigError("firmware version is empty")
-        if not self.layers:
-            raise ConfigError(f"firmware {self.version!r} has no layers")
-        names = [layer.name for layer in self.layers]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"firmware {self.version!r} names a layer twice")
-
-    def layer(self, name: str) -> LayerReference | None:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        return None
-
-    @property
-    def dice_layers(self) -> tuple[LayerReference, ...]:
-        return tuple(layer for layer in self.layers if layer.dice)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProductReference:
-    """A product (hardware model) and its endorsed firmware versions."""
-
-    product: str
-    firmware: tuple[FirmwareReference, ...]
-    hwmodel: bytes = b""
-    oemid: bytes | int | None = None
-    svn_min: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.product:
-            raise ConfigError("product name is empty")
-        if not self.hwmodel:
-            object.__setattr__(self, "hwmodel", self.product.encode("utf-8"))
-        versions = [fw.version for fw in self.firmware]
-        if len(set(versions)) != len(versions):
-            raise ConfigError(f"product {self.product!r} lists a firmware version twice")
-        for layer, svn in self.svn_min.items():
-            if isinstance(svn, bool) or not isinstance(svn, int) or svn < 0:
-                raise ConfigError(f"product {self.product!r}: svn_min[{layer!r}] must be >= 0")
-
-    def firmware_version(self, version: str) -> FirmwareReference | None:
-        for fw in self.firmware:
-            if fw.version == version:
-                return fw
-        return None
-
-    def minimum_svn(self, layer: str) -> int | None:
-        return self.svn_min.get(layer)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,7 +170,7 @@ class ReferenceValues:
         return {
             "format": REFERENCE_FORMAT,
             "version": FORMAT_VERSION,
-            "products": [_product_to_dict(p) for p in self.products],
+            "products": [product_to_dict(p) for p in self.products],
         }
 
     def to_json(self) -> str:
@@ -295,7 +182,8 @@ class ReferenceValues:
         obj.allow("format", "version", "products")
         obj.check_format(REFERENCE_FORMAT, FORMAT_VERSION)
         products = tuple(
-            _product_from(item, f"products[{i}]") for i, item in enumerate(obj.array("products"))
+            product_from_dict(item, f"products[{i}]")
+            for i, item in enumerate(obj.array("products"))
         )
         return cls(products=products)
 
@@ -394,7 +282,7 @@ def anchors_to_pem(anchors: Sequence[Anchor]) -> str:
     return "".join(parts)
 
 
-# ---- JSON helpers (strict) --------------------------------------------------------------------
+# ---- files ------------------------------------------------------------------------------------
 
 
 def _read(path: str | Path) -> bytes:
@@ -402,118 +290,3 @@ def _read(path: str | Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
-
-
-def _enum(obj: JsonObject, name: str, enum: type[StrEnum], default: StrEnum) -> Any:
-    value = obj.text(name, default.value)
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum)
-        raise ConfigError(f"{obj.path}.{name}: expected one of {allowed}") from None
-
-
-def _layer_from(data: object, path: str) -> LayerReference:
-    obj = JsonObject(data, path)
-    obj.allow("name", "digests", "dice")
-    digests_obj = JsonObject(obj.required("digests"), f"{path}.digests")
-    digests: dict[DigestAlgorithm, bytes] = {}
-    for alg_name in digests_obj.data:
-        try:
-            alg = DigestAlgorithm(alg_name)
-        except ValueError:
-            raise ConfigError(
-                f"{path}.digests.{alg_name}: unknown digest algorithm (sha256, sha384, sha512)"
-            ) from None
-        value = digests_obj.hexbytes(alg_name)
-        if value is None or len(value) != alg.size:
-            raise ConfigError(f"{path}.digests.{alg_name}: expected {alg.size * 2} hex digits")
-        digests[alg] = value
-    if not digests:
-        raise ConfigError(f"{path}.digests: at least one digest is required")
-    return LayerReference(name=obj.text("name"), digests=digests, dice=obj.boolean("dice", True))
-
-
-def _firmware_from(data: object, path: str) -> FirmwareReference:
-    obj = JsonObject(data, path)
-    obj.allow("version", "debug", "secure_boot", "layers")
-    layers = tuple(
-        _layer_from(item, f"{path}.layers[{i}]") for i, item in enumerate(obj.array("layers"))
-    )
-    if not layers:
-        raise ConfigError(f"{path}.layers: at least one layer is required")
-    names = [layer.name for layer in layers]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}.layers: a layer name appears twice")
-    return FirmwareReference(
-        version=obj.text("version"),
-        layers=layers,
-        debug=_enum(obj, "debug", DebugPolicy, DebugPolicy.FORBIDDEN),
-        secure_boot=_enum(obj, "secure_boot", SecureBootPolicy, SecureBootPolicy.REQUIRED),
-    )
-
-
-def _product_from(data: object, path: str) -> ProductReference:
-    obj = JsonObject(data, path)
-    obj.allow("product", "hwmodel", "oemid", "svn_min", "firmware")
-    svn_obj = obj.obj("svn_min")
-    svn_min: dict[str, int] = {}
-    for layer in svn_obj.data:
-        svn = svn_obj.integer(layer)
-        if svn < 0:
-            raise ConfigError(f"{svn_obj.path}.{layer}: must be >= 0")
-        svn_min[layer] = svn
-    firmware = tuple(
-        _firmware_from(item, f"{path}.firmware[{i}]")
-        for i, item in enumerate(obj.array("firmware"))
-    )
-    versions = [fw.version for fw in firmware]
-    if len(set(versions)) != len(versions):
-        raise ConfigError(f"{path}.firmware: a version appears twice")
-    return ProductReference(
-        product=obj.text("product"),
-        hwmodel=obj.hexbytes("hwmodel") or b"",
-        oemid=_oemid(obj),
-        svn_min=svn_min,
-        firmware=firmware,
-    )
-
-
-def _oemid(obj: JsonObject) -> bytes | int | None:
-    value = obj.data.get("oemid")
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"{obj.path}.oemid: a Private Enterprise Number is >= 0")
-        return value
-    return obj.hexbytes("oemid")
-
-
-def _product_to_dict(product: ProductReference) -> dict[str, Any]:
-    out: dict[str, Any] = {"product": product.product}
-    if product.hwmodel != product.product.encode("utf-8"):
-        out["hwmodel"] = product.hwmodel.hex()
-    if isinstance(product.oemid, bytes):
-        out["oemid"] = product.oemid.hex()
-    elif product.oemid is not None:
-        out["oemid"] = product.oemid
-    if product.svn_min:
-        out["svn_min"] = dict(product.svn_min)
-    out["firmware"] = [
-        {
-            "version": fw.version,
-            "debug": fw.debug.value,
-            "secure_boot": fw.secure_boot.value,
-            "layers": [
-                {
-                    "name": layer.name,
-                    "digests": {
-                        DigestAlgorithm(a).value: d.hex() for a, d in sorted(layer.digests.items())
-                    },
-                    **({} if layer.dice else {"dice": False}),
-                }
-                for layer in fw.layers
-            ],
-        }
-        for fw in product.firmware
-    ]
-    return out
