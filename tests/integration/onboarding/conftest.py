@@ -263,3 +263,27 @@ def race_attest(stubs: list[Any], request: Any) -> x509.Certificate:
         assert loss.code() is grpc.StatusCode.PERMISSION_DENIED
         assert loss.details() == "refused: nonce_replayed"
     return x509.load_der_x509_certificate(wins[0].certificate_der)
+
+
+def assert_registry_holds_exactly(
+    store: SqlRegistryStore, devices: list[SimulatedDevice], received: list[x509.Certificate]
+) -> None:
+    """The registry after a fleet onboarded: every certificate a device received is recorded
+    (same certificate), nothing else is, none twice; the devices are registered; the audit chain
+    verifies and has one ``certificate.issued`` entry per certificate."""
+    recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
+    assert len({c.serial_number for c in received}) == len(received)  # no double issuance
+    assert {c.serial_number for c in received} == set(recorded)  # none lost, none extra
+    for certificate in received:
+        record = recorded[certificate.serial_number]
+        assert x509.load_pem_x509_certificate(record.pem.encode()) == certificate
+    assert sorted(d.ueid.hex() for d in store.list_devices()) == sorted(
+        d.ueid.hex() for d in devices
+    )
+    chain = store.verify_audit_chain()
+    audit = store.audit_since(0)
+    assert chain.length == len(audit)
+    issued = [a for a in audit if a.action == "certificate.issued"]
+    assert sorted(a.detail["serial"] for a in issued) == sorted(
+        c.serial_hex for c in recorded.values()
+    )

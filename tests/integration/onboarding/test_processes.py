@@ -38,7 +38,11 @@ from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.onboarding.device import SimulatedDevice, VerifierClient
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.workspace import VerifierWorkspace
-from tests.integration.onboarding.conftest import import_bundle, race_attest
+from tests.integration.onboarding.conftest import (
+    assert_registry_holds_exactly,
+    import_bundle,
+    race_attest,
+)
 from tests.pgserver import PostgresServer
 
 EDGETRUST = Path(sys.executable).with_name("edgetrust")
@@ -250,24 +254,9 @@ def test_two_processes_onboard_a_fleet_on_one_registry(
     assert metrics["processes_served"] == 2  # 20 channels: both processes took some
     assert metrics["certificates_issued"] == len(received)
 
+    assert len(received) == FLEET * CHANNELS_PER_DEVICE * ROUNDS + RACES
     with SqlRegistryStore(registry, create=False) as store:
-        recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
-        assert len(received) == FLEET * CHANNELS_PER_DEVICE * ROUNDS + RACES
-        assert len({c.serial_number for c in received}) == len(received)  # no double issuance
-        assert {c.serial_number for c in received} == set(recorded)  # none lost, none extra
-        for certificate in received:
-            record = recorded[certificate.serial_number]
-            assert x509.load_pem_x509_certificate(record.pem.encode()) == certificate
-        assert sorted(d.ueid.hex() for d in store.list_devices()) == sorted(
-            d.ueid.hex() for d in devices
-        )
-        chain = store.verify_audit_chain()
-        audit = store.audit_since(0)
-        assert chain.length == len(audit)
-        issued = [a for a in audit if a.action == "certificate.issued"]
-        assert sorted(a.detail["serial"] for a in issued) == sorted(
-            c.serial_hex for c in recorded.values()
-        )
+        assert_registry_holds_exactly(store, devices, received)
 
 
 def test_a_child_killed_stops_the_verifier_with_a_clear_error(config: Path) -> None:

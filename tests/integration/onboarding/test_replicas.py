@@ -22,7 +22,12 @@ from edgetrust.attest import eat
 from edgetrust.attest.reference import EndorsementBundle
 from edgetrust.attest.schemes import DEVICE_EAT_MEDIA_TYPE
 from edgetrust.onboarding.device import SimulatedDevice
-from tests.integration.onboarding.conftest import RunningVerifier, race_attest, start_verifier
+from tests.integration.onboarding.conftest import (
+    RunningVerifier,
+    assert_registry_holds_exactly,
+    race_attest,
+    start_verifier,
+)
 from tests.pgserver import PostgresServer
 
 FLEET = 12
@@ -94,18 +99,6 @@ def test_two_replicas_onboard_a_fleet_without_double_issuing(
         )
         received.append(race_attest([first.stub(), second.stub()], request))
 
-    store = first.store
-    recorded = {c.serial: c for d in devices for c in store.certificates_of(d.ueid)}
     assert len(received) == 2 * FLEET + RACES
-    assert {c.serial_number for c in received} == set(recorded)  # none lost, none extra
-    for certificate in received:
-        record = recorded[certificate.serial_number]
-        assert x509.load_pem_x509_certificate(record.pem.encode()) == certificate
-    assert sorted(d.ueid.hex() for d in store.list_devices()) == sorted(
-        d.ueid.hex() for d in devices
-    )
-    chain = second.store.verify_audit_chain()
-    audit = second.store.audit_since(0)
-    assert chain.length == len(audit)
-    issued = [a for a in audit if a.action == "certificate.issued"]
-    assert len(issued) == len(recorded)
+    assert_registry_holds_exactly(first.store, devices, received)
+    assert second.store.verify_audit_chain() == first.store.verify_audit_chain()
