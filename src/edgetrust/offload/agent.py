@@ -7,415 +7,59 @@
   ``edgetrust.v1.Inference``) while a required revocation feed has not synchronised yet or has been
   silent for longer than ``revocation.max_staleness_s`` -- exactly when every call is refused with
   UNAVAILABLE -- so load balancers and probes take the agent out instead of sending it traffic.
-* **Authorisation**, on every call and between the messages of a stream
-  (:mod:`edgetrust.offload.authz`): the SPIFFE ID of the peer certificate, its validity now, the
-  revocation set (kept fresh by a :class:`~edgetrust.offload.feed.RevocationFollower`), the
-  per-device model permissions. A revocation cuts the caller's calls in flight: unary calls waiting
-  for their result and open streams end with PERMISSION_DENIED within ~0.1 s of the event reaching
-  the agent. (gRPC Python cannot close an HTTP/2 connection from the server; the connection stays,
-  but every call on it is refused.)
-* **Inference.** One :class:`~edgetrust.offload.runtime.OnnxModel` per served model, decoding and
-  preprocessing in the handler thread, then a :class:`~edgetrust.offload.batching.DynamicBatcher`
-  (or a direct run when batching is off).
+* **Revocations** are followed from the verifier's feed (mutual TLS, see
+  :class:`~edgetrust.offload.feed.RevocationFollower`) into the revocation set the handlers check.
+* **Handlers** (authorisation on every call, the cut of a revoked caller's calls in flight,
+  decoding, batching, the statuses and their ``edgetrust-error`` tags):
+  :mod:`edgetrust.offload.inference_service`; open streams are capped by
+  :mod:`edgetrust.offload.stream_admission`.
 
-Statuses (the trailing metadata key ``edgetrust-error`` names the reason for clients): NOT_FOUND
-unknown model; INVALID_ARGUMENT bad input; RESOURCE_EXHAUSTED oversized request ("oversize"), full
-queue ("overloaded", retry later) or a stream beyond ``agent.max_streams`` ("stream-limit", send the
-call unary; see :mod:`edgetrust.offload.stream_admission`); PERMISSION_DENIED revoked ("revoked") or
-not permitted ("forbidden"); UNAUTHENTICATED a certificate that expired while its connection stayed
-open ("expired"); DEADLINE_EXCEEDED; UNAVAILABLE shutting down or a stale revocation feed; INTERNAL
-the runtime failed. Oversized requests are RESOURCE_EXHAUSTED (not INVALID_ARGUMENT) because gRPC
-itself answers RESOURCE_EXHAUSTED for a message over ``max_receive_message_length``; our own check
-of the decoded payload answers the same.
+This module is the server around them: TLS material, models, batchers, health, start and stop
+(:class:`Agent`). The handlers' names stay importable from here.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import queue
 import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
-import numpy as np
-import numpy.typing as npt
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgetrust._proto.edgetrust.v1 import inference_pb2, inference_pb2_grpc
-from edgetrust.errors import (
-    ConfigError,
-    DeadlineExceededError,
-    Error,
-    InvalidRequestError,
-    KeyFileError,
-    NotFoundError,
-    OversizeError,
-    RevokedError,
-    StreamLimitError,
-    UnavailableError,
-)
-from edgetrust.offload.authz import (
-    Authorizer,
-    CallGuard,
-    CallTracker,
-    PeerIdentity,
-    RevocationSet,
-)
+from edgetrust._proto.edgetrust.v1 import inference_pb2_grpc
+from edgetrust.errors import ConfigError, InvalidRequestError, KeyFileError, UnavailableError
+from edgetrust.offload.authz import Authorizer, CallTracker, RevocationSet
 from edgetrust.offload.batching import BatchSettings, DynamicBatcher
+from edgetrust.offload.classify_request import sample_from_request
 from edgetrust.offload.config import AgentConfig
 from edgetrust.offload.feed import RevocationFeed, RevocationFollower, feed_from_spec
-from edgetrust.offload.images import Preprocessing, to_tensor
+from edgetrust.offload.images import Preprocessing
+from edgetrust.offload.inference_service import SERVICE_NAME, InferenceServicer, ServedModel
 from edgetrust.offload.models import bundled_catalog, load_catalog
-from edgetrust.offload.rpc_status import ERROR_METADATA_KEY, status_for
 from edgetrust.offload.runtime import OnnxModel
 from edgetrust.offload.stream_admission import StreamAdmission
+from edgetrust.offload.stream_inbox import StreamInbox
+
+__all__ = [
+    "SERVICE_NAME",
+    "Agent",
+    "InferenceServicer",
+    "ServedModel",
+    "StreamInbox",
+    "load_models",
+    "sample_from_request",
+]
 
 _log = logging.getLogger(__name__)
 
-SERVICE_NAME = "edgetrust.v1.Inference"
-_POLL_S = 0.1
 _HEALTH_POLL_S = 0.1
-_MAX_TOP_K = 1000
-_STATUS_DTYPES: dict[int, np.dtype[Any]] = {
-    inference_pb2.DTYPE_UINT8: np.dtype(np.uint8),
-    inference_pb2.DTYPE_FLOAT32: np.dtype(np.float32),
-}
-_DTYPE_TO_PROTO: dict[str, Any] = {dtype.str: number for number, dtype in _STATUS_DTYPES.items()}
-
-
-@dataclass(slots=True, kw_only=True)
-class ServedModel:
-    """A model as the agent serves it."""
-
-    name: str
-    model: OnnxModel
-    preprocessing: Preprocessing
-    description: str = ""
-    batcher: DynamicBatcher | None = None
-
-    @property
-    def max_batch_size(self) -> int:
-        return self.batcher.settings.max_batch_size if self.batcher is not None else 1
-
-
-class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[misc]
-    """The ``edgetrust.v1.Inference`` handlers."""
-
-    def __init__(
-        self,
-        *,
-        models: Mapping[str, ServedModel],
-        authorizer: Authorizer,
-        tracker: CallTracker,
-        default_top_k: int,
-        max_payload_bytes: int,
-        stream_window: int,
-        stream_readers: futures.Executor,
-        streams: StreamAdmission,
-        stream_idle_s: float = 30.0,
-    ) -> None:
-        self._models = models
-        self._authz = authorizer
-        self._tracker = tracker
-        self._default_top_k = default_top_k
-        self._max_payload = max_payload_bytes
-        self._window = stream_window
-        self._readers = stream_readers
-        self._stream_idle_s = stream_idle_s
-        self._streams = streams
-
-    # -- RPCs ----------------------------------------------------------------------------------
-
-    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        identity = self._identify(context)
-        with self._tracker.track(identity) as guard:
-            try:
-                return self._classify(request, identity, guard, context)
-            except Error as e:
-                _abort(context, e, identity)
-
-    def ClassifyStream(  # noqa: N802
-        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
-    ) -> Iterator[Any]:
-        identity = self._identify(context)
-        streams = self._streams
-        if not streams.try_open():
-            _abort(
-                context,
-                StreamLimitError(
-                    f"the agent has {streams.limit} streams open, its limit (agent.max_streams): "
-                    "send this call unary"
-                ),
-                identity,
-            )
-        try:
-            yield from self._serve_stream(request_iterator, identity, context)
-        finally:
-            streams.close()
-
-    def _serve_stream(
-        self,
-        request_iterator: Iterator[Any],
-        identity: PeerIdentity,
-        context: grpc.ServicerContext,
-    ) -> Iterator[Any]:
-        """The responses of one admitted stream, until its requests end or an error ends it."""
-        with self._tracker.track(identity) as guard:
-            inbox = StreamInbox(self._window)
-            error: Error | None = None
-            try:
-                self._readers.submit(inbox.read, request_iterator)
-            except RuntimeError:  # the reader pool is shut down: the agent is stopping
-                error = UnavailableError("the agent is shutting down")
-            guard.on_cut(inbox.wake)
-            try:
-                while error is None:
-                    # a request, the end of the requests, a wake-up, or None after stream_idle_s
-                    # without requests: an idle stream gives its handler thread back
-                    item = inbox.take(timeout=self._stream_idle_s)
-                    if guard.cut:
-                        error = RevokedError(guard.reason or "revoked")
-                    elif item is StreamInbox.END or item is None:
-                        return
-                    elif item is not StreamInbox.WAKE:
-                        try:
-                            yield self._classify(item, identity, guard, context)
-                        except Error as e:
-                            error = e
-            finally:
-                inbox.finish()
-        _abort(context, error, identity)
-
-    def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        identity = self._identify(context)
-        try:
-            self._authz.check_identity(identity)
-        except Error as e:
-            _abort(context, e, identity)
-        infos = []
-        for served in self._models.values():
-            model = served.model
-            dtype = _DTYPE_TO_PROTO.get(model.input_dtype.str, inference_pb2.DTYPE_UNSPECIFIED)
-            infos.append(
-                inference_pb2.ModelInfo(
-                    name=served.name,
-                    input_shape=[d for d in model.sample_shape if d is not None],
-                    input_dtype=dtype,
-                    num_classes=model.num_classes or 0,
-                    description=served.description,
-                    permitted=self._authz.permissions.permits(identity.ueid_hex, served.name),
-                    max_batch_size=served.max_batch_size,
-                )
-            )
-        return inference_pb2.ListModelsResponse(models=infos, caller_spiffe_id=identity.spiffe_id)
-
-    # -- steps ---------------------------------------------------------------------------------
-
-    def _identify(self, context: grpc.ServicerContext) -> PeerIdentity:
-        try:
-            return self._authz.authenticate(context.auth_context())  # type: ignore[arg-type]
-        except Error as e:
-            _abort(context, e, None)
-
-    def _classify(
-        self, request: Any, identity: PeerIdentity, guard: CallGuard, context: grpc.ServicerContext
-    ) -> Any:
-        guard.raise_if_cut()
-        self._authz.check_identity(identity)
-        served = self._models.get(request.model)
-        if served is None:
-            raise NotFoundError(
-                f"unknown model {request.model!r} (served: {', '.join(self._models)})"
-            )
-        self._authz.authorize(identity, served.name)
-        top_k = int(request.top_k) or self._default_top_k
-        if top_k > _MAX_TOP_K:
-            raise InvalidRequestError(f"top_k must be at most {_MAX_TOP_K}")
-        classes = served.model.num_classes
-        if classes is not None:
-            top_k = min(top_k, classes)
-        if served.batcher is None:
-            sample = sample_from_request(
-                request, served.preprocessing, max_payload_bytes=self._max_payload
-            )
-            started = time.perf_counter()
-            probs = served.model.run(sample[np.newaxis])[0]
-            queue_s, run_s, batch_size = 0.0, time.perf_counter() - started, 1
-        else:
-            with served.batcher.expect() as slot:
-                sample = sample_from_request(
-                    request, served.preprocessing, max_payload_bytes=self._max_payload
-                )
-                remaining = context.time_remaining()
-                deadline = time.monotonic() + remaining if remaining is not None else None
-                future = slot.submit(sample, deadline=deadline)
-            result = _await(future, guard, context)
-            probs = np.asarray(result.output, dtype=np.float32)
-            queue_s, run_s, batch_size = result.queue_s, result.run_s, result.batch_size
-        (prediction,) = served.model.predictions_from_scores(
-            probs[np.newaxis], top_k=top_k, backend="agent", inference_ms=run_s * 1000.0
-        )
-        return inference_pb2.ClassifyResponse(
-            model=served.name,
-            top=[
-                inference_pb2.ClassScore(index=i, label=label, score=score)
-                for i, label, score in zip(
-                    prediction.indices, prediction.labels, prediction.scores, strict=True
-                )
-            ],
-            queue_us=int(queue_s * 1e6),
-            inference_us=int(run_s * 1e6),
-            batch_size=batch_size,
-            request_id=request.request_id,
-        )
-
-
-def sample_from_request(
-    request: Any, preprocessing: Preprocessing, *, max_payload_bytes: int
-) -> npt.NDArray[np.float32]:
-    """The preprocessed sample ``(C, H, W)`` of one ``ClassifyRequest``.
-
-    Raises only :class:`~edgetrust.errors.EvidenceError` subclasses for bad input
-    (InvalidRequestError, OversizeError): the request is the caller's.
-    """
-    which = request.WhichOneof("input")
-    if which is None:
-        raise InvalidRequestError("the request has no input: set image or tensor")
-    if which == "image":
-        data = bytes(request.image)
-        if len(data) > max_payload_bytes:
-            raise OversizeError(f"image is {len(data)} bytes (limit {max_payload_bytes})")
-        sample: npt.NDArray[np.float32] = to_tensor(
-            data, preprocessing, max_bytes=max_payload_bytes
-        )[0]
-        return sample
-    tensor = request.tensor
-    dtype = _STATUS_DTYPES.get(tensor.dtype)
-    if dtype is None:
-        raise InvalidRequestError("tensor dtype must be UINT8 (pixels) or FLOAT32 (preprocessed)")
-    shape = tuple(int(d) for d in tensor.shape)
-    if not 2 <= len(shape) <= 4 or any(d < 1 for d in shape):
-        raise InvalidRequestError(f"tensor shape {list(shape)} is not an image shape")
-    data = bytes(tensor.data)
-    if len(data) > max_payload_bytes:
-        raise OversizeError(f"tensor is {len(data)} bytes (limit {max_payload_bytes})")
-    expected = math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
-    if len(data) != expected:
-        raise InvalidRequestError(
-            f"tensor data is {len(data)} bytes; shape {list(shape)} of {dtype} needs {expected}"
-        )
-    array = np.frombuffer(data, dtype=dtype).reshape(shape)
-    if dtype == np.float32 and shape != preprocessing.sample_shape:
-        raise InvalidRequestError(
-            f"a float32 tensor must have the model's sample shape "
-            f"{list(preprocessing.sample_shape)}, got {list(shape)}"
-        )
-    batch = to_tensor(array, preprocessing, max_bytes=max_payload_bytes)
-    result: npt.NDArray[np.float32] = batch[0]
-    return result
-
-
-class StreamInbox:
-    """The requests of one ``ClassifyStream``, read ahead by a pooled reader thread.
-
-    gRPC's request iterator can only be woken by the call ending, so a handler blocked on it could
-    not notice a revocation of an idle stream. The handler therefore blocks on this inbox, which a
-    revocation wakes (:meth:`wake`, registered with the call's guard) as well as a request or the
-    end of the requests. No polling: an idle stream costs no CPU. At most ``window`` requests are
-    read ahead of the handler (back-pressure reaches the client through HTTP/2 flow control).
-    """
-
-    END = object()  # the requests ended (half-close, cancellation, deadline)
-    WAKE = object()  # woken by a revocation
-
-    __slots__ = ("_done", "_items", "_slots")
-
-    def __init__(self, window: int) -> None:
-        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._slots = threading.Semaphore(window)
-        self._done = False
-
-    def read(self, request_iterator: Iterator[Any]) -> None:
-        """The reader thread: requests into the inbox until the requests or the handler end."""
-        try:
-            while True:
-                self._slots.acquire()  # the window; finish() releases one to end the wait
-                if self._done:
-                    return
-                self._items.put(next(request_iterator))
-        except StopIteration:
-            pass
-        except grpc.RpcError:
-            pass  # the call ended (cancelled, deadline, or the handler aborted it)
-        self._items.put(self.END)
-
-    def take(self, timeout: float | None = None) -> Any:
-        """The next request, :attr:`END` or :attr:`WAKE`; None after ``timeout`` seconds."""
-        try:
-            item = self._items.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is not self.END and item is not self.WAKE:
-            self._slots.release()
-        return item
-
-    def wake(self) -> None:
-        self._items.put(self.WAKE)
-
-    def finish(self) -> None:
-        """The handler is done: the reader stops at its next request."""
-        self._done = True
-        self._slots.release()
-
-
-def _await(future: futures.Future[Any], guard: CallGuard, context: grpc.ServicerContext) -> Any:
-    """Wait for a batched result; give up when the call is cut, cancelled or past its deadline."""
-    while True:
-        if guard.cut:
-            future.cancel()
-            raise RevokedError(guard.reason or "revoked")
-        if future.done():  # the usual case: an idle batcher ran it in this thread
-            wait = 0.0
-        else:
-            remaining = context.time_remaining()
-            if not context.is_active() or (remaining is not None and remaining <= 0):
-                future.cancel()
-                raise DeadlineExceededError("the call ended before its result was ready")
-            wait = _POLL_S if remaining is None else max(0.001, min(_POLL_S, remaining))
-        try:
-            return future.result(timeout=wait)
-        except futures.TimeoutError:
-            continue
-        except futures.CancelledError as e:
-            raise UnavailableError("the request was cancelled") from e
-
-
-def _abort(
-    context: grpc.ServicerContext, error: Error | None, identity: PeerIdentity | None
-) -> NoReturn:
-    if error is None:  # pragma: no cover - callers pass an error
-        error = UnavailableError("call ended")
-    code, tag = status_for(error)
-    who = identity.spiffe_id if identity is not None else context.peer()
-    level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
-    _log.log(level, "refused %s: %s %s", who, code.name, error.message)
-    context.set_trailing_metadata(((ERROR_METADATA_KEY, tag),))
-    context.abort(code, error.message)
-    raise error  # pragma: no cover - context.abort always raises
-
-
-# ------------------------------------------------------------------------------------------------
-# Server
-# ------------------------------------------------------------------------------------------------
 
 
 class _FeedAwareHealth(health.HealthServicer):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from edgetrust._proto.edgetrust.v1 import inference_pb2
 from edgetrust.errors import EvidenceError, InvalidRequestError, OversizeError
-from edgetrust.offload.agent import sample_from_request
+from edgetrust.offload.classify_request import sample_from_request
 from edgetrust.offload.images import ColorMode, Preprocessing, to_tensor
 
 GRAY = Preprocessing(height=8, width=8, color=ColorMode.GRAY, mean=(0.5,), std=(0.5,))

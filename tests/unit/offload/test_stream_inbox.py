@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from edgetrust.offload.agent import StreamInbox
+from edgetrust.offload.stream_inbox import StreamInbox
 
 
 class Requests:
