@@ -6,7 +6,8 @@
         prediction = classifier.classify("digit.png")     # path, bytes, numpy array or PIL image
         print(prediction.label, prediction.score, prediction.backend, prediction.latency_ms)
 
-Which backend runs is configuration, not code (:class:`~edgetrust.offload.config.ClientSettings`):
+Which backend runs is configuration, not code
+(:class:`~edgetrust.offload.client_settings.ClientSettings`):
 ``EDGETRUST_BACKEND=local|remote|auto``, ``EDGETRUST_AGENT=host:port`` and the device's
 operational certificate (``EDGETRUST_CERT`` / ``EDGETRUST_KEY`` / ``EDGETRUST_CA``), or the
 ``[client]`` table of the file named by ``EDGETRUST_CONFIG``. With ``auto`` (the default) the
@@ -41,7 +42,7 @@ from edgetrust.errors import (
     StreamLimitError,
     UnavailableError,
 )
-from edgetrust.offload.config import ClientSettings, Transport
+from edgetrust.offload.client_settings import ClientSettings, Transport
 from edgetrust.offload.images import ImageInput
 from edgetrust.offload.models import bundled_catalog, load_catalog
 from edgetrust.offload.persistent_stream import PersistentStream
@@ -123,7 +124,7 @@ def _read(path: Path, what: str) -> bytes:
 class RemoteBackend:
     """The agent over mutual TLS, with the device's operational certificate.
 
-    ``transport`` (:class:`~edgetrust.offload.config.Transport`): ``stream`` sends each
+    ``transport`` (:class:`~edgetrust.offload.client_settings.Transport`): ``stream`` sends each
     :meth:`classify` over a :class:`PersistentStream` (a call made while another thread is using
     it goes unary); ``unary`` makes one ``Classify`` call per image. Answers, errors, timeouts
     and retries are the same. When the agent refuses to open a stream because it has as many

@@ -1,4 +1,4 @@
-"""Configuration of the inference agent and of the client, from TOML files and the environment.
+"""Configuration of the inference agent, from a TOML file and the environment.
 
 Agent (``edgetrust agent serve --config agent.toml``)::
 
@@ -60,29 +60,49 @@ Environment overrides (agent): ``EDGETRUST_AGENT_LISTEN``, ``EDGETRUST_AGENT_TRU
 ``EDGETRUST_AGENT_TLS_CERT``, ``EDGETRUST_AGENT_TLS_KEY``, ``EDGETRUST_AGENT_TLS_CLIENT_CA``,
 ``EDGETRUST_AGENT_FEED``, ``EDGETRUST_AGENT_MODELS`` (comma separated), ``EDGETRUST_AGENT_CATALOG``.
 
-Client (:class:`~edgetrust.offload.client.Classifier`): keyword arguments, then the environment,
-then the file named by ``EDGETRUST_CONFIG`` (``[client]`` table), then defaults:
-``EDGETRUST_BACKEND`` (auto | local | remote), ``EDGETRUST_AGENT`` (host:port),
-``EDGETRUST_CERT``, ``EDGETRUST_KEY``, ``EDGETRUST_CA``, ``EDGETRUST_SERVER_NAME``,
-``EDGETRUST_TIMEOUT`` (seconds), ``EDGETRUST_RETRIES``, ``EDGETRUST_FALLBACK`` (1/0),
-``EDGETRUST_MODEL``, ``EDGETRUST_CATALOG``, ``EDGETRUST_TRANSPORT`` (stream | unary: how calls
-travel to the agent; see :class:`Transport`).
+The client's settings (``[client]`` table, ``EDGETRUST_*`` variables) are
+:mod:`edgetrust.offload.client_settings`; their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from edgetrust.errors import ConfigError, Error
 from edgetrust.offload.authz import ModelPermissions
 from edgetrust.offload.batching import BatchSettings
+from edgetrust.offload.client_settings import BackendChoice, ClientSettings, Transport
+from edgetrust.offload.config_values import (
+    AGENT_TABLES,
+    bool_value,
+    check_address,
+    float_value,
+    int_value,
+    only_keys,
+    optional_string,
+    read_toml,
+    resolve_path,
+    string_list,
+    string_value,
+    subtable,
+)
 from edgetrust.offload.runtime import ExecutionMode, GraphOptimization, RuntimeSettings
+
+__all__ = [
+    "DEFAULT_AGENT_PORT",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TRUST_DOMAIN",
+    "AgentConfig",
+    "BackendChoice",
+    "ClientSettings",
+    "FeedConfig",
+    "TlsPaths",
+    "Transport",
+]
 
 DEFAULT_AGENT_PORT = 7444
 DEFAULT_TRUST_DOMAIN = "edgetrust.local"
@@ -140,7 +160,7 @@ class AgentConfig:
     revocation: FeedConfig = field(default_factory=FeedConfig)
 
     def __post_init__(self) -> None:
-        _check_address(self.listen, "agent.listen")
+        check_address(self.listen, "agent.listen")
         if not self.models:
             raise ConfigError("agent.models must name at least one model")
         if not 1 <= self.max_workers <= 1024:
@@ -176,12 +196,12 @@ class AgentConfig:
     ) -> AgentConfig:
         """Read ``path`` (TOML; None = defaults only) and apply the environment overrides."""
         env = os.environ if environ is None else environ
-        data = _read_toml(path) if path is not None else {}
+        data = read_toml(path) if path is not None else {}
         base = path.parent if path is not None else Path.cwd()
         where = str(path) if path is not None else "agent config"
-        _only(data, {"agent", "tls", "runtime", "batching", "permissions", "revocation"}, where)
-        agent = _table(data, "agent", where)
-        _only(
+        only_keys(data, AGENT_TABLES, where)
+        agent = subtable(data, "agent", where)
+        only_keys(
             agent,
             {
                 "listen",
@@ -199,38 +219,38 @@ class AgentConfig:
             f"{where} [agent]",
         )
         try:
-            listen = env.get("EDGETRUST_AGENT_LISTEN") or _str(
+            listen = env.get("EDGETRUST_AGENT_LISTEN") or string_value(
                 agent, "listen", f"127.0.0.1:{DEFAULT_AGENT_PORT}"
             )
-            domain = env.get("EDGETRUST_AGENT_TRUST_DOMAIN") or _str(
+            domain = env.get("EDGETRUST_AGENT_TRUST_DOMAIN") or string_value(
                 agent, "trust_domain", DEFAULT_TRUST_DOMAIN
             )
             models_env = env.get("EDGETRUST_AGENT_MODELS")
             models = (
                 tuple(m.strip() for m in models_env.split(",") if m.strip())
                 if models_env
-                else tuple(_str_list(agent, "models", ["digits-mnv3"]))
+                else tuple(string_list(agent, "models", ["digits-mnv3"]))
             )
-            catalog_text = env.get("EDGETRUST_AGENT_CATALOG") or _opt_str(agent, "catalog")
-            tls = _tls(_table(data, "tls", where), base, env, where)
+            catalog_text = env.get("EDGETRUST_AGENT_CATALOG") or optional_string(agent, "catalog")
+            tls = _tls(subtable(data, "tls", where), base, env, where)
             config = cls(
                 listen=listen,
                 trust_domain=domain,
                 tls=tls,
                 models=models,
-                catalog=_path(base, catalog_text) if catalog_text else None,
-                max_workers=_int(agent, "max_workers", 32),
-                max_streams=_int(agent, "max_streams", 0) if "max_streams" in agent else None,
-                max_concurrent_rpcs=_int(agent, "max_concurrent_rpcs", 256),
-                max_message_bytes=_int(agent, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
-                default_top_k=_int(agent, "default_top_k", 5),
-                stream_window=_int(agent, "stream_window", 8),
-                stream_idle_s=_float(agent, "stream_idle_s", 30.0),
-                runtime=_runtime(_table(data, "runtime", where), where),
-                batching_enabled=_bool(_table(data, "batching", where), "enabled", True),
-                batching=_batching(_table(data, "batching", where), where),
-                permissions=_permissions(_table(data, "permissions", where), where),
-                revocation=_feed(_table(data, "revocation", where), base, env, where),
+                catalog=resolve_path(base, catalog_text) if catalog_text else None,
+                max_workers=int_value(agent, "max_workers", 32),
+                max_streams=int_value(agent, "max_streams", 0) if "max_streams" in agent else None,
+                max_concurrent_rpcs=int_value(agent, "max_concurrent_rpcs", 256),
+                max_message_bytes=int_value(agent, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+                default_top_k=int_value(agent, "default_top_k", 5),
+                stream_window=int_value(agent, "stream_window", 8),
+                stream_idle_s=float_value(agent, "stream_idle_s", 30.0),
+                runtime=_runtime(subtable(data, "runtime", where), where),
+                batching_enabled=bool_value(subtable(data, "batching", where), "enabled", True),
+                batching=_batching(subtable(data, "batching", where), where),
+                permissions=_permissions(subtable(data, "permissions", where), where),
+                revocation=_feed(subtable(data, "revocation", where), base, env, where),
             )
         except ConfigError:
             raise
@@ -240,9 +260,9 @@ class AgentConfig:
 
 
 def _tls(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str) -> TlsPaths | None:
-    _only(table, {"cert", "key", "client_ca"}, f"{where} [tls]")
+    only_keys(table, {"cert", "key", "client_ca"}, f"{where} [tls]")
     values = {
-        name: env.get(f"EDGETRUST_AGENT_TLS_{name.upper()}") or _opt_str(table, name)
+        name: env.get(f"EDGETRUST_AGENT_TLS_{name.upper()}") or optional_string(table, name)
         for name in ("cert", "key", "client_ca")
     }
     if not any(values.values()):
@@ -251,31 +271,31 @@ def _tls(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str) 
     if missing:
         raise ConfigError(f"{where} [tls]: missing {', '.join(missing)}")
     return TlsPaths(
-        cert=_path(base, values["cert"] or ""),
-        key=_path(base, values["key"] or ""),
-        client_ca=_path(base, values["client_ca"] or ""),
+        cert=resolve_path(base, values["cert"] or ""),
+        key=resolve_path(base, values["key"] or ""),
+        client_ca=resolve_path(base, values["client_ca"] or ""),
     )
 
 
 def _runtime(table: dict[str, Any], where: str) -> RuntimeSettings:
-    _only(
+    only_keys(
         table,
         {"intra_op_threads", "inter_op_threads", "execution_mode", "graph_optimization"},
         f"{where} [runtime]",
     )
     try:
         return RuntimeSettings(
-            intra_op_threads=_int(table, "intra_op_threads", 1),
-            inter_op_threads=_int(table, "inter_op_threads", 1),
-            execution_mode=ExecutionMode(_str(table, "execution_mode", "sequential")),
-            graph_optimization=GraphOptimization(_str(table, "graph_optimization", "all")),
+            intra_op_threads=int_value(table, "intra_op_threads", 1),
+            inter_op_threads=int_value(table, "inter_op_threads", 1),
+            execution_mode=ExecutionMode(string_value(table, "execution_mode", "sequential")),
+            graph_optimization=GraphOptimization(string_value(table, "graph_optimization", "all")),
         )
     except ValueError as e:
         raise ConfigError(f"{where} [runtime]: {e}") from e
 
 
 def _batching(table: dict[str, Any], where: str) -> BatchSettings:
-    _only(
+    only_keys(
         table,
         {
             "enabled",
@@ -289,17 +309,17 @@ def _batching(table: dict[str, Any], where: str) -> BatchSettings:
         f"{where} [batching]",
     )
     return BatchSettings(
-        max_batch_size=_int(table, "max_batch_size", 8),
-        max_queue_delay_ms=_float(table, "max_queue_delay_ms", 0.0),
-        max_queue_size=_int(table, "max_queue_size", 64),
-        workers=_int(table, "workers", 1),
-        early_dispatch=_bool(table, "early_dispatch", True),
-        inline_when_idle=_bool(table, "inline_when_idle", True),
+        max_batch_size=int_value(table, "max_batch_size", 8),
+        max_queue_delay_ms=float_value(table, "max_queue_delay_ms", 0.0),
+        max_queue_size=int_value(table, "max_queue_size", 64),
+        workers=int_value(table, "workers", 1),
+        early_dispatch=bool_value(table, "early_dispatch", True),
+        inline_when_idle=bool_value(table, "inline_when_idle", True),
     )
 
 
 def _permissions(table: dict[str, Any], where: str) -> ModelPermissions:
-    _only(table, {"default", "devices"}, f"{where} [permissions]")
+    only_keys(table, {"default", "devices"}, f"{where} [permissions]")
     devices_raw = table.get("devices", {})
     if not isinstance(devices_raw, dict):
         raise ConfigError(f"{where} [permissions.devices] must be a table")
@@ -309,25 +329,25 @@ def _permissions(table: dict[str, Any], where: str) -> ModelPermissions:
             raise ConfigError(f"{where} [permissions.devices] {ueid}: a list of model names")
         devices[ueid] = models
     return ModelPermissions.from_mapping(
-        default=_str_list(table, "default", ["*"]), devices=devices
+        default=string_list(table, "default", ["*"]), devices=devices
     )
 
 
 def _feed(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str) -> FeedConfig:
-    _only(
+    only_keys(
         table,
         {"feed", "ca", "cert", "key", "server_name", "max_staleness_s", "heartbeat_interval_ms"},
         f"{where} [revocation]",
     )
-    feed = env.get("EDGETRUST_AGENT_FEED") or _str(table, "feed", "none")
+    feed = env.get("EDGETRUST_AGENT_FEED") or string_value(table, "feed", "none")
     if feed.startswith("file:") and not Path(feed.removeprefix("file:")).is_absolute():
         feed = "file:" + str(base / feed.removeprefix("file:"))
 
     def opt_path(name: str) -> Path | None:
-        text = _opt_str(table, name)
-        return _path(base, text) if text else None
+        text = optional_string(table, name)
+        return resolve_path(base, text) if text else None
 
-    heartbeat = _int(table, "heartbeat_interval_ms", 1000)
+    heartbeat = int_value(table, "heartbeat_interval_ms", 1000)
     if not 100 <= heartbeat <= 60_000:
         raise ConfigError(f"{where} [revocation] heartbeat_interval_ms must be in 100..60000")
     return FeedConfig(
@@ -335,269 +355,7 @@ def _feed(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str)
         ca=opt_path("ca"),
         cert=opt_path("cert"),
         key=opt_path("key"),
-        server_name=_opt_str(table, "server_name") or None,
-        max_staleness_s=_float(table, "max_staleness_s", 30.0),
+        server_name=optional_string(table, "server_name") or None,
+        max_staleness_s=float_value(table, "max_staleness_s", 30.0),
         heartbeat_interval_ms=heartbeat,
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Client
-# ------------------------------------------------------------------------------------------------
-
-
-class Transport(StrEnum):
-    """How the remote backend's calls travel to the agent (same answers, same errors).
-
-    ``stream``: one persistent ``ClassifyStream`` per backend, each call one request message and
-    its response (no per-call HTTP/2 stream set-up or per-call authentication on the agent); it is
-    closed after a few idle seconds, so an idle device does not hold one of the agent's handler
-    threads. Calls made while another thread uses the stream go unary. ``unary``: one
-    ``Classify`` call per image.
-    """
-
-    STREAM = "stream"
-    UNARY = "unary"
-
-
-class BackendChoice(StrEnum):
-    AUTO = "auto"  # remote when an agent is configured (falling back to local), else local
-    LOCAL = "local"
-    REMOTE = "remote"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientSettings:
-    """Resolved client configuration (see the module documentation for the sources)."""
-
-    model: str = "digits-mnv3"
-    backend: BackendChoice = BackendChoice.AUTO
-    agent: str | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    ca: Path | None = None
-    server_name: str | None = None
-    timeout_s: float = 5.0
-    retries: int = 2
-    fallback: bool = True
-    catalog: Path | None = None
-    transport: Transport = Transport.STREAM
-
-    def __post_init__(self) -> None:
-        if self.agent is not None:
-            _check_address(self.agent, "agent")
-        if not 0 < self.timeout_s <= 3600:
-            raise ConfigError(f"timeout must be in (0, 3600] seconds, not {self.timeout_s}")
-        if not 0 <= self.retries <= 20:
-            raise ConfigError(f"retries must be in 0..20, not {self.retries}")
-        if self.backend is BackendChoice.REMOTE and self.agent is None:
-            raise ConfigError(
-                "backend 'remote' needs an agent address",
-                hint="set EDGETRUST_AGENT=host:port or agent = ... in the [client] table",
-            )
-
-    @property
-    def wants_remote(self) -> bool:
-        return self.backend is BackendChoice.REMOTE or (
-            self.backend is BackendChoice.AUTO and self.agent is not None
-        )
-
-    @classmethod
-    def resolve(
-        cls,
-        overrides: Mapping[str, Any] | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-        config_file: Path | None = None,
-    ) -> ClientSettings:
-        """Keyword overrides (None = unset) > environment > config file > defaults."""
-        env = os.environ if environ is None else environ
-        path = config_file or (
-            Path(env["EDGETRUST_CONFIG"]) if env.get("EDGETRUST_CONFIG") else None
-        )
-        file_values: dict[str, Any] = {}
-        base = Path.cwd()
-        if path is not None:
-            data = _read_toml(path)
-            _only(data, {"client", "agent", "tls", "runtime", "batching", "permissions",
-                         "revocation"}, str(path))  # fmt: skip
-            file_values = _table(data, "client", str(path))
-            base = path.parent
-            _only(
-                file_values,
-                {"model", "backend", "agent", "cert", "key", "ca", "server_name", "timeout",
-                 "retries", "fallback", "catalog", "transport"},
-                f"{path} [client]",
-            )  # fmt: skip
-        env_names = {
-            "model": "EDGETRUST_MODEL",
-            "backend": "EDGETRUST_BACKEND",
-            "agent": "EDGETRUST_AGENT",
-            "cert": "EDGETRUST_CERT",
-            "key": "EDGETRUST_KEY",
-            "ca": "EDGETRUST_CA",
-            "server_name": "EDGETRUST_SERVER_NAME",
-            "timeout": "EDGETRUST_TIMEOUT",
-            "retries": "EDGETRUST_RETRIES",
-            "fallback": "EDGETRUST_FALLBACK",
-            "catalog": "EDGETRUST_CATALOG",
-            "transport": "EDGETRUST_TRANSPORT",
-        }
-        given = {k: v for k, v in (overrides or {}).items() if v is not None}
-
-        def pick(name: str) -> tuple[Any, Path | None]:
-            if name in given:
-                return given[name], Path.cwd()
-            value = env.get(env_names[name])
-            if value:
-                return value, Path.cwd()
-            if name in file_values:
-                return file_values[name], base
-            return None, None
-
-        def path_of(name: str) -> Path | None:
-            value, where = pick(name)
-            if value is None:
-                return None
-            return _path(where or Path.cwd(), str(value))
-
-        model, _ = pick("model")
-        backend, _ = pick("backend")
-        agent, _ = pick("agent")
-        server_name, _ = pick("server_name")
-        timeout, _ = pick("timeout")
-        retries, _ = pick("retries")
-        fallback, _ = pick("fallback")
-        transport, _ = pick("transport")
-        try:
-            choice = BackendChoice(str(backend).lower()) if backend is not None else None
-        except ValueError as e:
-            raise ConfigError(f"backend must be auto, local or remote, not {backend!r}") from e
-        try:
-            way = Transport(str(transport).lower()) if transport is not None else None
-        except ValueError as e:
-            raise ConfigError(f"transport must be stream or unary, not {transport!r}") from e
-        return cls(
-            model=str(model) if model is not None else "digits-mnv3",
-            backend=choice or BackendChoice.AUTO,
-            agent=str(agent) if agent else None,
-            cert=path_of("cert"),
-            key=path_of("key"),
-            ca=path_of("ca"),
-            server_name=str(server_name) if server_name else None,
-            timeout_s=_as_float(timeout, "timeout") if timeout is not None else 5.0,
-            retries=_as_int(retries, "retries") if retries is not None else 2,
-            fallback=_as_bool(fallback, "fallback") if fallback is not None else True,
-            catalog=path_of("catalog"),
-            transport=way or Transport.STREAM,
-        )
-
-
-# ------------------------------------------------------------------------------------------------
-# TOML helpers
-# ------------------------------------------------------------------------------------------------
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-
-
-def _table(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: [{name}] must be a table")
-    return value
-
-
-def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
-
-
-def _str(table: Mapping[str, Any], name: str, default: str) -> str:
-    value = table.get(name, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty string")
-    return value
-
-
-def _opt_str(table: Mapping[str, Any], name: str) -> str | None:
-    value = table.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string")
-    return value
-
-
-def _str_list(table: Mapping[str, Any], name: str, default: list[str]) -> list[str]:
-    value = table.get(name, default)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{name} must be a list of strings")
-    return value
-
-
-def _int(table: Mapping[str, Any], name: str, default: int) -> int:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer")
-    return value
-
-
-def _float(table: Mapping[str, Any], name: str, default: float) -> float:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number")
-    return float(value)
-
-
-def _bool(table: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = table.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false")
-    return value
-
-
-def _as_float(value: object, name: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a number")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} must be a number, not {value!r}") from e
-
-
-def _as_int(value: object, name: str) -> int:
-    if isinstance(value, bool | float):
-        raise ConfigError(f"{name} must be an integer")
-    try:
-        return int(str(value))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} must be an integer, not {value!r}") from e
-
-
-def _as_bool(value: object, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {value!r}")
-
-
-def _path(base: Path, text: str) -> Path:
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else base / p
-
-
-def _check_address(address: str, what: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{what} must be HOST:PORT, not {address!r}")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from edgetrust.errors import ConfigError
-from edgetrust.offload.config import AgentConfig, BackendChoice, ClientSettings, Transport
+from edgetrust.offload.client_settings import BackendChoice, ClientSettings, Transport
+from edgetrust.offload.config import AgentConfig
 from edgetrust.offload.runtime import ExecutionMode
 
 FULL = """
