@@ -24,7 +24,8 @@ by :mod:`edgetrust.onboarding.config`, which also documents the ``EDGETRUST_*`` 
     certificate_lifetime_s = 3600      # operational certificates (<= 1 day)
     nonce_ttl_s = 60
     endorsement_refresh_s = 5          # how stale the cached endorsements may get
-    workers = 8                        # gRPC handler threads
+    workers = 8                        # gRPC handler threads (per process)
+    processes = 1                      # verifier processes sharing the ports (SO_REUSEPORT)
 
     [keys]
     cluster_ca = "cluster-ca"
@@ -92,6 +93,11 @@ CLUSTER_CA_SUBJECT: Final = "CN=edgetrust cluster CA,O=edgetrust"
 SERVER_CERT_LIFETIME: Final = timedelta(days=365)
 DEFAULT_SERVER_NAMES: Final = ("localhost",)
 DEFAULT_SERVER_ADDRESSES: Final = ("127.0.0.1",)
+#: The line ``write_config`` puts above ``processes`` (see onboarding.verifier_processes).
+PROCESSES_COMMENT: Final = (
+    "# more than 1 when one core is not enough (one process = one GIL); SQLite writers queue"
+    " on one file lock; SO_REUSEPORT spreads connections, not calls"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +258,8 @@ def write_config(
         "nonce_ttl_s = 60",
         "endorsement_refresh_s = 5",
         "workers = 8",
+        PROCESSES_COMMENT,
+        "processes = 1",
         "",
         "[keys]",
         f"cluster_ca = {_toml(CLUSTER_CA_DIR)}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import stat
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,12 @@ from cryptography import x509
 
 from edgetrust.errors import WorkspaceError
 from edgetrust.onboarding.config import load_config
-from edgetrust.onboarding.workspace import init_workspace, load_keys, write_config
+from edgetrust.onboarding.workspace import (
+    PROCESSES_COMMENT,
+    init_workspace,
+    load_keys,
+    write_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +74,20 @@ def test_written_config_loads_back(tmp_path: Path) -> None:
     assert config.database_url == "postgresql://u:p@db.example/edgetrust"
     keys = load_keys(config)
     assert keys.cluster_ca.anchor == workspace.load_keys().cluster_ca.anchor
+
+
+def test_written_config_sets_processes(tmp_path: Path) -> None:
+    """The template names ``processes`` (with when to raise it) and the loader reads it."""
+    path = write_config(init_workspace(tmp_path / "v"))
+    text = path.read_text()
+    assert tomllib.loads(text)["verifier"]["processes"] == 1
+    lines = text.splitlines()
+    assert lines[lines.index("processes = 1") - 1] == PROCESSES_COMMENT
+    assert load_config(path, env={}).processes == 1
+    path.write_text(text.replace("processes = 1", "processes = 4"))
+    assert load_config(path, env={}).processes == 4
+    env = {"EDGETRUST_VERIFIER_PROCESSES": "2"}
+    assert load_config(path, env=env).processes == 2  # the environment wins over the file
 
 
 def test_default_database_is_next_to_the_config(tmp_path: Path) -> None:
