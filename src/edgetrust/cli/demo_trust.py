@@ -29,7 +29,6 @@ from edgetrust.cli.demo_state import (
     need,
     short_hex,
 )
-from edgetrust.onboarding.attestation import AttestationSettings
 from edgetrust.onboarding.config import load_config
 from edgetrust.onboarding.device import SimulatedDevice
 from edgetrust.onboarding.factory import FactoryWorkspace
@@ -37,7 +36,8 @@ from edgetrust.onboarding.factory_batch import provision_batch
 from edgetrust.onboarding.factory_output import read_journal
 from edgetrust.onboarding.records import Endorsement
 from edgetrust.onboarding.store import SqlRegistryStore
-from edgetrust.onboarding.verifier import VerifierSettings, build_verifier_server
+from edgetrust.onboarding.verifier import build_verifier_server
+from edgetrust.onboarding.verifier_processes import verifier_settings
 from edgetrust.onboarding.workspace import init_workspace, load_keys, write_config
 
 __all__ = [
@@ -160,16 +160,7 @@ def verifier_step(state: DemoState, step: StepLog) -> None:
     state.say(f"cluster CA            {keys.cluster_ca.anchor.subject.rfc4514_string()}")
     state.say(f"EAR signing key       {workspace.ear_public_file.name} (P-256, ES256 JWTs)")
     state.say(f"registry              {config.database_url} (endorsed: {', '.join(endorsed)})")
-    settings = VerifierSettings(
-        listen=str(config.listen),
-        feed_listen=str(config.feed_listen) if config.feed_listen else None,
-        trust_domain=config.trust_domain,
-        certificate_lifetime=config.certificate_lifetime,
-        workers=config.workers,
-        attestation=AttestationSettings(
-            nonce_ttl=config.nonce_ttl, endorsement_refresh=config.endorsement_refresh
-        ),
-    )
+    settings = verifier_settings(config)  # what `edgetrust verifier serve` runs
     server = build_verifier_server(keys=keys, store=store, settings=settings).start()
     state.resources.callback(server.stop, 0.5)
     state.server = server
