@@ -6,7 +6,8 @@ The value classes of :mod:`edgetrust.attest.reference` (which re-exports them): 
 :func:`product_from_dict` and :func:`product_to_dict` read and write one entry of the
 reference-values document's ``products`` array (the format is documented in
 :mod:`edgetrust.attest.reference`); reading is strict: unknown fields and bad values are a
-:class:`~edgetrust.errors.ConfigError` naming the field path.
+:class:`~edgetrust.errors.ConfigError` naming the field path. :func:`read_digests` reads one
+``digests`` object (a layer's here, an image's in the factory's firmware releases).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "SecureBootPolicy",
     "product_from_dict",
     "product_to_dict",
+    "read_digests",
 ]
 
 
@@ -190,24 +192,31 @@ def _enum(obj: JsonObject, name: str, enum: type[StrEnum], default: StrEnum) -> 
         raise ConfigError(f"{obj.path}.{name}: expected one of {allowed}") from None
 
 
+def read_digests(data: object, path: str) -> dict[DigestAlgorithm, bytes]:
+    """A JSON ``digests`` object, ``{"sha256": "<hex>", ...}``: at least one digest, each of its
+    algorithm's size. ``path`` names the object in errors (the factory's firmware releases read
+    their images' digests with it too)."""
+    obj = JsonObject(data, path)
+    digests: dict[DigestAlgorithm, bytes] = {}
+    for name in obj.data:
+        try:
+            alg = DigestAlgorithm(name)
+        except ValueError:
+            known = ", ".join(a.value for a in DigestAlgorithm)
+            raise ConfigError(f"{path}.{name}: unknown digest algorithm ({known})") from None
+        value = obj.hexbytes(name)
+        if value is None or len(value) != alg.size:
+            raise ConfigError(f"{path}.{name}: expected {alg.size * 2} hex digits")
+        digests[alg] = value
+    if not digests:
+        raise ConfigError(f"{path}: at least one digest is required")
+    return digests
+
+
 def _layer_from(data: object, path: str) -> LayerReference:
     obj = JsonObject(data, path)
     obj.allow("name", "digests", "dice")
-    digests_obj = JsonObject(obj.required("digests"), f"{path}.digests")
-    digests: dict[DigestAlgorithm, bytes] = {}
-    for alg_name in digests_obj.data:
-        try:
-            alg = DigestAlgorithm(alg_name)
-        except ValueError:
-            raise ConfigError(
-                f"{path}.digests.{alg_name}: unknown digest algorithm (sha256, sha384, sha512)"
-            ) from None
-        value = digests_obj.hexbytes(alg_name)
-        if value is None or len(value) != alg.size:
-            raise ConfigError(f"{path}.digests.{alg_name}: expected {alg.size * 2} hex digits")
-        digests[alg] = value
-    if not digests:
-        raise ConfigError(f"{path}.digests: at least one digest is required")
+    digests = read_digests(obj.required("digests"), f"{path}.digests")
     return LayerReference(name=obj.text("name"), digests=digests, dice=obj.boolean("dice", True))
 
 

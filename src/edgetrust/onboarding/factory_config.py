@@ -28,12 +28,13 @@ from typing import Any, Final
 from edgetrust.attest.dice import KeyAlg
 from edgetrust.attest.jsondoc import JsonObject
 from edgetrust.attest.jsondoc import parse_json as _parse_json
-from edgetrust.attest.reference import (
+from edgetrust.attest.products import (
     DebugPolicy,
     DigestAlgorithm,
     FirmwareReference,
     LayerReference,
     SecureBootPolicy,
+    read_digests,
 )
 from edgetrust.errors import ConfigError, WorkspaceError
 
@@ -400,19 +401,7 @@ class FirmwareRelease:
 def _image_from(data: object, path: str, *, dice: bool) -> ReleasedImage:
     obj = JsonObject(data, path)
     obj.allow("name", "version", "svn", "digests")
-    digests_obj = JsonObject(obj.required("digests"), f"{path}.digests")
-    digests: dict[DigestAlgorithm, bytes] = {}
-    for name in digests_obj.data:
-        try:
-            alg = DigestAlgorithm(name)
-        except ValueError:
-            raise ConfigError(f"{path}.digests.{name}: unknown digest algorithm") from None
-        value = digests_obj.required_hexbytes(name)
-        if len(value) != alg.size:
-            raise ConfigError(f"{path}.digests.{name}: expected {alg.size * 2} hex digits")
-        digests[alg] = value
-    if not digests:
-        raise ConfigError(f"{path}.digests: at least one digest is required")
+    digests = read_digests(obj.required("digests"), f"{path}.digests")
     return ReleasedImage(
         name=obj.text("name"),
         version=obj.text("version"),
