@@ -22,6 +22,9 @@ File format (every key optional; relative paths are relative to the file's direc
     url = "registry.db"                # a path (SQLite) or sqlite:///... / postgresql://...
     sqlite_synchronous = "FULL"        # FULL (default), EXTRA or NORMAL; see onboarding.database
 
+    [metrics]
+    listen = "127.0.0.1:9464"          # live Prometheus metrics (GET /metrics); default: off
+
 Environment overrides (they win over the file; command-line flags win over both):
 
 =====================================  ==========================================
@@ -34,6 +37,7 @@ Environment overrides (they win over the file; command-line flags win over both)
 ``EDGETRUST_CERT_LIFETIME``            ``[verifier] certificate_lifetime_s``
 ``EDGETRUST_NONCE_TTL``                ``[verifier] nonce_ttl_s``
 ``EDGETRUST_VERIFIER_PROCESSES``       ``[verifier] processes``
+``EDGETRUST_METRICS_LISTEN``            ``[metrics] listen``
 =====================================  ==========================================
 
 The registry database, when nothing names one, is ``registry.db`` next to the config file, or in
@@ -80,6 +84,7 @@ ENV_OVERRIDES: Final[Mapping[str, tuple[str, str]]] = {
     "EDGETRUST_CERT_LIFETIME": ("verifier", "certificate_lifetime_s"),
     "EDGETRUST_NONCE_TTL": ("verifier", "nonce_ttl_s"),
     "EDGETRUST_VERIFIER_PROCESSES": ("verifier", "processes"),
+    "EDGETRUST_METRICS_LISTEN": ("metrics", "listen"),
 }
 
 _SCHEMA: Final[Mapping[str, frozenset[str]]] = {
@@ -97,6 +102,7 @@ _SCHEMA: Final[Mapping[str, frozenset[str]]] = {
     ),
     "keys": frozenset({"cluster_ca", "ear_key", "server_cert", "server_key"}),
     "registry": frozenset({"url", "sqlite_synchronous"}),
+    "metrics": frozenset({"listen"}),
 }
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -133,6 +139,8 @@ class VerifierConfig:
     server_key: Path
     database_url: str
     sqlite_synchronous: str
+    #: live Prometheus metrics endpoint (``[metrics] listen``, ``--metrics``); None: off
+    metrics_listen: ListenAddress | None = None
 
 
 def load_config(
@@ -148,6 +156,7 @@ def load_config(
     source = file.name if file is not None else "defaults"
     values = _Values(data, env, source)
     feed = values.text("verifier", "feed_listen", DEFAULT_FEED_LISTEN, allow_empty=True)
+    metrics = values.text("metrics", "listen", "", allow_empty=True)
     return VerifierConfig(
         path=file,
         listen=values.listen("verifier", "listen", DEFAULT_LISTEN),
@@ -170,6 +179,7 @@ def load_config(
         sqlite_synchronous=values.choice(
             "registry", "sqlite_synchronous", "FULL", SQLITE_SYNCHRONOUS_MODES
         ),
+        metrics_listen=values.listen("metrics", "listen", metrics) if metrics else None,
     )
 
 
