@@ -7,7 +7,8 @@ the runtime feeds one input ``image`` (N x C x H x W, float32) and that answer `
 * :func:`export_onnx` -- opset 17, dynamic batch, constant folding, the TorchScript exporter
   (``dynamo=False``: the one that wrote the committed files);
 * :func:`quantize` -- onnxruntime.quantization: pre-processing, then static QDQ int8 with
-  per-channel QInt8 weights, QUInt8 activations and MinMax calibration on the given inputs;
+  QInt8 weights (per-channel by default), QUInt8 activations and a calibration method (MinMax by
+  default; Entropy, Percentile) on the given inputs;
 * :func:`run` -- logits from an ONNX model on CPU, one thread (deterministic);
 * :func:`update_manifest` -- replace a script's entries in ``models/manifest.json``.
 
@@ -78,8 +79,21 @@ class _Calibration(CalibrationDataReader):
         return next(self._items, None)
 
 
-def quantize(fp32: bytes, calibration: np.ndarray, *, producer: str, doc: str) -> bytes:
-    """Static int8 (QDQ, per-channel weights, MinMax) of ``fp32``, calibrated one input at a time.
+def quantize(
+    fp32: bytes,
+    calibration: np.ndarray,
+    *,
+    producer: str,
+    doc: str,
+    per_channel: bool = True,
+    method: CalibrationMethod = CalibrationMethod.MinMax,
+    extra_options: dict[str, object] | None = None,
+    nodes_to_exclude: tuple[str, ...] = (),
+) -> bytes:
+    """Static int8 (QDQ, QInt8 weights, QUInt8 activations) of ``fp32``, calibrated one input at
+    a time; per-channel weights and MinMax calibration unless told otherwise (``extra_options``
+    goes to ``quantize_static``, e.g. ``{"CalibPercentile": 99.99}``; ``nodes_to_exclude`` stay
+    float).
 
     The producer name becomes ``"<producer> (onnxruntime.quantization)"``.
     """
@@ -92,10 +106,12 @@ def quantize(fp32: bytes, calibration: np.ndarray, *, producer: str, doc: str) -
             str(dst),
             _Calibration(calibration),
             quant_format=QuantFormat.QDQ,
-            per_channel=True,
+            per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=method,
+            extra_options=dict(extra_options or {}),
+            nodes_to_exclude=list(nodes_to_exclude),
         )
         proto = onnx.load(str(dst))
     proto.producer_name = f"{producer} (onnxruntime.quantization)"
