@@ -14,9 +14,10 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "certs": {"errors"},
     "attest": {"errors", "certs"},
-    "onboarding": {"errors", "certs", "attest", "_proto"},
-    "offload": {"errors", "certs", "attest", "_proto"},
-    "cli": {"errors", "certs", "attest", "onboarding", "offload", "_proto", "__init__"},
+    "onboarding": {"errors", "certs", "attest", "_proto", "service"},
+    "offload": {"errors", "certs", "attest", "_proto", "service"},
+    "service": {"errors"},
+    "cli": {"errors", "certs", "attest", "onboarding", "offload", "service", "_proto", "__init__"},
     "__init__": set(),
 }
 

@@ -11,7 +11,10 @@
   free port); it is printed once every process serves. ``--processes N`` runs N verifier
   processes on the same ports (see :mod:`edgetrust.onboarding.verifier_processes`); one of them
   dying stops the verifier with exit code 3. The last line is ``verifier stopped {metrics}``
-  (added up over the processes).
+  (added up over the processes). ``--metrics HOST:PORT`` (or ``[metrics] listen``,
+  ``EDGETRUST_METRICS_LISTEN``) serves live Prometheus metrics there, announced on the next line
+  as ``metrics on http://HOST:PORT/metrics``; with ``--processes N`` the parent serves the sum
+  over its processes (see :mod:`edgetrust.onboarding.verifier_metrics` for the names).
 """
 
 from __future__ import annotations
@@ -50,8 +53,18 @@ from edgetrust.onboarding.verifier_processes import (
     open_verifier,
 )
 from edgetrust.onboarding.workspace import init_workspace, write_config
+from edgetrust.service.metrics import MetricsEndpoint
 
 _CONFIG_HELP = "Verifier configuration (verifier.toml). [env: EDGETRUST_VERIFIER_CONFIG]"
+
+#: ``--metrics HOST:PORT`` of ``verifier serve`` and ``agent serve`` (parameter ``metrics_listen``)
+METRICS_OPTION = click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics; overrides [metrics] listen "
+    "[env: EDGETRUST_METRICS_LISTEN; default off].",
+)
 
 
 @click.group()
@@ -186,6 +199,7 @@ def endorse(bundle_file: Path, config_path: Path | None, as_json: bool) -> None:
     help="Verifier processes sharing the ports (SO_REUSEPORT); overrides verifier.processes "
     "[env: EDGETRUST_VERIFIER_PROCESSES; default 1].",
 )
+@METRICS_OPTION
 @click.option("--grace", default=5.0, show_default=True, help="Seconds to finish calls on stop.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per attestation.")
 def serve(  # noqa: PLR0917 - click passes options positionally
@@ -193,6 +207,7 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     listen: str | None,
     feed_listen: str | None,
     processes: int | None,
+    metrics_listen: str | None,
     grace: float,
     verbose: bool,
 ) -> None:
@@ -210,6 +225,10 @@ def serve(  # noqa: PLR0917 - click passes options positionally
         if feed_listen is not None:
             feed = parse_listen(feed_listen, "--feed-listen") if feed_listen else None
             config = dataclasses.replace(config, feed_listen=feed)
+        if metrics_listen is not None:
+            config = dataclasses.replace(
+                config, metrics_listen=parse_listen(metrics_listen, "--metrics")
+            )
     except ConfigError as e:
         fail(e)
     if processes is not None:
@@ -227,7 +246,7 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     server = running.server
     feed_text = f"; revocation feed {server.feed_address}" if server.feed_address else ""
     click.echo(f"verifier listening on {server.address}{feed_text}")
-    sys.stdout.flush()
+    _announce_metrics(server.metrics_endpoint)
     try:
         while not stop.wait(0.5):
             pass
@@ -253,7 +272,7 @@ def _serve_processes(config: VerifierConfig, *, grace: float, log_level: int) ->
         group.start()
         feed_text = f"; revocation feed {group.feed_address}" if group.feed_address else ""
         click.echo(f"verifier listening on {group.address}{feed_text}")
-        sys.stdout.flush()
+        _announce_metrics(group.metrics_endpoint)
         try:
             group.supervise(stop)
         except ServiceError as e:
@@ -264,3 +283,10 @@ def _serve_processes(config: VerifierConfig, *, grace: float, log_level: int) ->
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     click.echo(metrics_line(metrics))
+
+
+def _announce_metrics(endpoint: MetricsEndpoint | None) -> None:
+    """The metrics line (after the listening line), then flush: scripts wait for these lines."""
+    if endpoint is not None:
+        click.echo(f"metrics on {endpoint.url}")
+    sys.stdout.flush()

@@ -2,7 +2,8 @@
 
 This module decodes and bounds requests, maps outcomes and errors to gRPC statuses, logs one
 structured line per attestation (``logging`` with ``extra`` fields: event, outcome, status,
-ueid), counts (:class:`Metrics`), and runs the server: TLS with a cluster-CA server certificate on
+ueid), counts (:class:`~edgetrust.onboarding.verifier_metrics.Metrics`, also served live for
+Prometheus), and runs the server: TLS with a cluster-CA server certificate on
 the device port, the revocation feed (:mod:`edgetrust.onboarding.revocation_feed`) on an mTLS
 port, gRPC health checking and reflection, graceful stop (health NOT_SERVING, then running calls
 finish). The decisions are made by an :class:`AttestationCore`
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,8 +35,7 @@ from typing import Any, NoReturn, Protocol
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from edgetrust._proto.edgetrust.v1 import (
     revocation_pb2_grpc,
@@ -67,7 +67,9 @@ from edgetrust.onboarding.revocation_feed import (
     RevocationsServicer,
 )
 from edgetrust.onboarding.store import SqlRegistryStore
+from edgetrust.onboarding.verifier_metrics import Metrics
 from edgetrust.onboarding.workspace import VerifierKeys
+from edgetrust.service.grpc_server import GrpcServer
 
 __all__ = [
     "EAR_METADATA_KEY",
@@ -116,42 +118,6 @@ class AttestationCore(Protocol):
     def attest(self, request: AttestationRequest) -> AttestationOutcome:
         """Decide; raise a MalformedError subclass (before storing anything) for bad input."""
         ...
-
-
-# ------------------------------------------------------------------------------------------------
-# Metrics
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Metrics:
-    """Simple monotonic counters, safe to bump from the server's worker threads."""
-
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _counts: dict[str, int] = field(default_factory=dict)
-    _attest_seconds: float = 0.0
-    #: more counters read at snapshot time (e.g. the registry's write batches)
-    _sources: list[Callable[[], Mapping[str, int]]] = field(default_factory=list, repr=False)
-
-    def add_source(self, source: Callable[[], Mapping[str, int]]) -> None:
-        with self._lock:
-            self._sources.append(source)
-
-    def bump(self, name: str, by: int = 1) -> None:
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + by
-
-    def observe_attest(self, seconds: float) -> None:
-        with self._lock:
-            self._attest_seconds += seconds
-
-    def snapshot(self) -> dict[str, float]:
-        with self._lock:
-            data: dict[str, float] = dict(sorted(self._counts.items()))
-            data["attest_seconds_total"] = round(self._attest_seconds, 6)
-            for source in self._sources:
-                data.update(source())
-            return data
 
 
 # ------------------------------------------------------------------------------------------------
@@ -361,14 +327,15 @@ class ServerTLS:
     client_ca_pem: bytes
 
 
-class VerifierServer:
+class VerifierServer(GrpcServer):
     """A running verifier: Verifier + Revocations + health + reflection over TLS.
 
     ``listen`` is the device port (server-authenticated TLS: devices have no certificate yet).
     ``feed_listen``, when given, is a second port that requires a client certificate from the
     cluster CA; the revocation feed answers only there (PERMISSION_DENIED elsewhere).
     ``reuse_port``: bind with ``SO_REUSEPORT``, so that the servers of several processes share
-    the ports (:mod:`edgetrust.onboarding.verifier_processes`).
+    the ports (:mod:`edgetrust.onboarding.verifier_processes`). ``metrics_listen``: serve
+    :attr:`metrics` live for Prometheus on this HOST:PORT (:mod:`edgetrust.service.metrics`).
     """
 
     def __init__(
@@ -385,28 +352,26 @@ class VerifierServer:
         feed_settings: FeedSettings | None = None,
         metrics: Metrics | None = None,
         reuse_port: bool = False,
+        metrics_listen: str | None = None,
     ) -> None:
         self.core = core
         self.limits = limits or RequestLimits()
         self.metrics = metrics or Metrics()
         self._stopping = threading.Event()
-        self._health = health.HealthServicer()
         pool = futures.ThreadPoolExecutor(
             max_workers=workers + (feed_streams if revocations is not None else 0),
             thread_name_prefix="verifier",
         )
-        options = [
-            ("grpc.max_receive_message_length", self.limits.max_message_bytes),
-            ("grpc.max_send_message_length", 1024 * 1024),
-            # Several verifier processes share a port only when asked to (verifier_processes);
-            # otherwise a second server on a taken port fails instead of silently joining it.
-            ("grpc.so_reuseport", int(reuse_port)),
-        ]
-        self._server = grpc.server(pool, options=options)
-        verifier_pb2_grpc.add_VerifierServicer_to_server(
-            _VerifierServicer(core, self.limits, self.metrics), self._server
+        super().__init__(
+            executor=pool,
+            max_receive_bytes=self.limits.max_message_bytes,
+            health_servicer=health.HealthServicer(),
+            reuse_port=reuse_port,
         )
-        services = [VERIFIER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        verifier_pb2_grpc.add_VerifierServicer_to_server(
+            _VerifierServicer(core, self.limits, self.metrics), self.grpc_server
+        )
+        services = [VERIFIER_SERVICE]
         if revocations is not None:
             revocation_pb2_grpc.add_RevocationsServicer_to_server(
                 RevocationsServicer(
@@ -416,70 +381,37 @@ class VerifierServer:
                     self.metrics,
                     require_client_cert=True,
                 ),
-                self._server,
+                self.grpc_server,
             )
             services.append(REVOCATIONS_SERVICE)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(services, self._server)
-        self._services = services
+        self.serve_health(services)
         pair = [(tls.key_pem, tls.certificate_chain_pem)]
-        try:
-            self.port = self._server.add_secure_port(listen, grpc.ssl_server_credentials(pair))
-            self.feed_port: int | None = None
-            if feed_listen is not None:
-                self.feed_port = self._server.add_secure_port(
-                    feed_listen,
-                    grpc.ssl_server_credentials(
-                        pair, root_certificates=tls.client_ca_pem, require_client_auth=True
-                    ),
-                )
-        except RuntimeError as e:
-            from edgetrust.errors import ConfigError  # noqa: PLC0415
-
-            raise ConfigError(f"cannot listen on {listen}: {e}") from e
-        self._host = listen.rsplit(":", 1)[0]
+        self.bind(listen, grpc.ssl_server_credentials(pair))
+        self.feed_port: int | None = None
+        if feed_listen is not None:
+            self.feed_port = self.bind(
+                feed_listen,
+                grpc.ssl_server_credentials(
+                    pair, root_certificates=tls.client_ca_pem, require_client_auth=True
+                ),
+                main=False,
+            )
         self._feed_host = feed_listen.rsplit(":", 1)[0] if feed_listen else ""
-        self._started = False
-
-    @property
-    def address(self) -> str:
-        return f"{self._host}:{self.port}"
+        self.expose_metrics(metrics_listen, self.metrics.registry)
 
     @property
     def feed_address(self) -> str | None:
         return None if self.feed_port is None else f"{self._feed_host}:{self.feed_port}"
 
-    @property
-    def serving(self) -> bool:
-        """Started and not stopping (health checks say SERVING exactly then)."""
-        return self._started
-
-    def start(self) -> VerifierServer:
-        self._server.start()
-        self._started = True
-        for name in ("", *self._services):
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    def _after_start(self) -> None:
+        self.set_serving()
         _log.info("verifier listening on %s", self.address, extra={"event": "start"})
-        return self
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Graceful stop: report NOT_SERVING, refuse new calls, let running ones finish."""
-        if not self._started:
-            return
-        self._started = False
-        self._health.enter_graceful_shutdown()  # every service NOT_SERVING from now on
-        self._stopping.set()
-        self._server.stop(grace).wait()
+    def _before_stop(self) -> None:
+        self._stopping.set()  # feed streams end
+
+    def _after_stop(self) -> None:
         _log.info("verifier stopped", extra={"event": "stop", **self.metrics.snapshot()})
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return bool(self._server.wait_for_termination(timeout))
-
-    def __enter__(self) -> VerifierServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop(grace=1.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -501,6 +433,8 @@ class VerifierSettings:
     feed: FeedSettings = field(default_factory=FeedSettings)
     #: share the ports with the other processes of a verifier (SO_REUSEPORT)
     reuse_port: bool = False
+    #: serve live metrics (Prometheus text format) on this HOST:PORT; None: no endpoint
+    metrics_listen: str | None = None
 
 
 def build_verifier_server(
@@ -545,4 +479,5 @@ def build_verifier_server(
         feed_settings=settings.feed,
         metrics=metrics,
         reuse_port=settings.reuse_port,
+        metrics_listen=settings.metrics_listen,
     )

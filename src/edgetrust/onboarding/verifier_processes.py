@@ -59,6 +59,7 @@ from edgetrust.onboarding.config import ListenAddress, VerifierConfig
 from edgetrust.onboarding.store import SqlRegistryStore
 from edgetrust.onboarding.verifier import VerifierServer, VerifierSettings, build_verifier_server
 from edgetrust.onboarding.workspace import load_keys
+from edgetrust.service.metrics import MetricsEndpoint, MultiprocessMetrics
 
 __all__ = ["OpenVerifier", "VerifierProcesses", "open_verifier", "verifier_settings"]
 
@@ -84,6 +85,7 @@ def verifier_settings(config: VerifierConfig, *, reuse_port: bool = False) -> Ve
             appraisal=AppraisalPolicy(),
         ),
         reuse_port=reuse_port,
+        metrics_listen=str(config.metrics_listen) if config.metrics_listen else None,
     )
 
 
@@ -150,6 +152,9 @@ class VerifierProcesses:
         self._reserved: list[socket.socket] = []
         self.address = ""
         self.feed_address: str | None = None
+        self._metrics: MultiprocessMetrics | None = None
+        #: the children's metrics added up, live (``config.metrics_listen``); None: off
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -163,26 +168,14 @@ class VerifierProcesses:
         try:
             listen = self._reserve(config.listen, "listen")
             feed = None if config.feed_listen is None else self._reserve(config.feed_listen, "feed")
-            child_config = replace(config, listen=listen, feed_listen=feed)
-            ctx = multiprocessing.get_context("spawn")  # never fork a process that has gRPC
-            for index in range(self._processes):
-                messages, child_messages = ctx.Pipe(duplex=False)
-                child_lifeline, lifeline = ctx.Pipe(duplex=False)
-                process = ctx.Process(
-                    target=_child_main,
-                    args=(
-                        child_config,
-                        (self._grace, self._log_level),
-                        child_messages,
-                        child_lifeline,
-                    ),
-                    name=f"edgetrust-verifier-{index + 1}",
-                    daemon=False,
+            child_config = replace(config, listen=listen, feed_listen=feed, metrics_listen=None)
+            if config.metrics_listen is not None:
+                self._metrics = MultiprocessMetrics(prefix="edgetrust-verifier-metrics-")
+                self.metrics_endpoint = MetricsEndpoint(
+                    str(config.metrics_listen), self._metrics.registry
                 )
-                process.start()
-                child_messages.close()
-                child_lifeline.close()
-                self._children.append(_Child(index, process, messages, lifeline))
+            with self._child_environment():
+                self._spawn(child_config)
             self._await_ready()
         except BaseException:
             self.stop()
@@ -196,7 +189,36 @@ class VerifierProcesses:
             self.stop()
             raise ServiceError(f"verifier processes bound different addresses: {addresses}")
         self.address, self.feed_address = addresses.pop() or ("", None)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.start()
         return self
+
+    def _child_environment(self) -> contextlib.AbstractContextManager[None]:
+        """With metrics: the children write theirs to the shared directory (multiprocess mode)."""
+        if self._metrics is None:
+            return contextlib.nullcontext()
+        return self._metrics.child_environment()
+
+    def _spawn(self, child_config: VerifierConfig) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that has gRPC
+        for index in range(self._processes):
+            messages, child_messages = ctx.Pipe(duplex=False)
+            child_lifeline, lifeline = ctx.Pipe(duplex=False)
+            process = ctx.Process(
+                target=_child_main,
+                args=(
+                    child_config,
+                    (self._grace, self._log_level),
+                    child_messages,
+                    child_lifeline,
+                ),
+                name=f"edgetrust-verifier-{index + 1}",
+                daemon=False,
+            )
+            process.start()
+            child_messages.close()
+            child_lifeline.close()
+            self._children.append(_Child(index, process, messages, lifeline))
 
     def _reserve(self, listen: ListenAddress, what: str) -> ListenAddress:
         """A free port for ``listen`` (checked without SO_REUSEPORT), held until the children
@@ -299,6 +321,10 @@ class VerifierProcesses:
                 child.process.join(timeout=5)
             child.messages.close()
             child.lifeline.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        if self._metrics is not None:
+            self._metrics.close()
         return _aggregate(
             [c.metrics for c in self._children if c.metrics is not None], len(self._children)
         )
