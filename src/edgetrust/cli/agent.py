@@ -8,7 +8,10 @@ verifier's cluster CA and writes ``DIR/agent.toml`` (see :mod:`edgetrust.offload
 follows the revocation feed and serves ``edgetrust.v1.Inference`` until SIGINT / SIGTERM, then
 stops gracefully and prints its metrics, ``agent stopped {...}`` (:meth:`Agent.metrics`: calls in
 progress, streams open / peak / opened / refused and the cap). Refused streams are also warned
-about while it runs (stderr, at most once a minute).
+about while it runs (stderr, at most once a minute). ``--metrics HOST:PORT`` (or ``[metrics]
+listen``, ``EDGETRUST_METRICS_LISTEN``) serves live Prometheus metrics there, announced after the
+listening line as ``metrics on http://HOST:PORT/metrics`` (the names:
+:mod:`edgetrust.offload.agent_metrics`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +28,7 @@ from types import FrameType
 import click
 
 from edgetrust.cli.reporting import emit_json, fail
+from edgetrust.cli.verifier import METRICS_OPTION
 from edgetrust.errors import ConfigError
 from edgetrust.offload.agent import Agent
 from edgetrust.offload.config import AgentConfig
@@ -109,20 +114,29 @@ def init(
     help="Agent configuration (TOML). [env: EDGETRUST_AGENT_CONFIG]",
 )
 @click.option("--listen", metavar="HOST:PORT", help="Override agent.listen.")
+@METRICS_OPTION
 @click.option("--grace", default=5.0, show_default=True, help="Seconds to finish calls on stop.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every refusal and revocation.")
-def serve(config_path: Path | None, listen: str | None, grace: float, verbose: bool) -> None:
+def serve(
+    config_path: Path | None,
+    listen: str | None,
+    metrics_listen: str | None,
+    grace: float,
+    verbose: bool,
+) -> None:
     """Serve edgetrust.v1.Inference over mutual TLS until interrupted."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = AgentConfig.load(config_path)
-    if listen is not None:
-        try:
+    try:
+        if listen is not None:
             config = dataclasses.replace(config, listen=listen)
-        except ConfigError as e:
-            fail(e)
+        if metrics_listen is not None:
+            config = dataclasses.replace(config, metrics_listen=metrics_listen)
+    except ConfigError as e:
+        fail(e)
     agent = Agent(config).start()
     stop = threading.Event()
 
@@ -133,6 +147,9 @@ def serve(config_path: Path | None, listen: str | None, grace: float, verbose: b
     models = ", ".join(agent.models)
     feed = config.revocation.feed
     click.echo(f"agent listening on {agent.address} (models: {models}; revocations: {feed})")
+    if agent.metrics_endpoint is not None:
+        click.echo(f"metrics on {agent.metrics_endpoint.url}")
+    sys.stdout.flush()
     try:
         while not stop.wait(0.5):
             pass

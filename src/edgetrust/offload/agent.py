@@ -20,6 +20,7 @@ This module is the server around them: TLS material, models, batchers, health, s
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -30,11 +31,11 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from edgetrust._proto.edgetrust.v1 import inference_pb2_grpc
 from edgetrust.errors import ConfigError, InvalidRequestError, KeyFileError, UnavailableError
+from edgetrust.offload.agent_metrics import AgentMetrics
 from edgetrust.offload.authz import Authorizer, CallTracker, RevocationSet
 from edgetrust.offload.batching import BatchSettings, DynamicBatcher
 from edgetrust.offload.classify_request import sample_from_request
@@ -46,6 +47,7 @@ from edgetrust.offload.models import bundled_catalog, load_catalog
 from edgetrust.offload.runtime import OnnxModel
 from edgetrust.offload.stream_admission import StreamAdmission
 from edgetrust.offload.stream_inbox import StreamInbox
+from edgetrust.service.grpc_server import GrpcServer
 
 __all__ = [
     "SERVICE_NAME",
@@ -173,12 +175,15 @@ def load_models(config: AgentConfig) -> dict[str, tuple[OnnxModel, Preprocessing
     return loaded
 
 
-class Agent:
+class Agent(GrpcServer):
     """A running (or ready to run) inference agent; see the module documentation.
 
     ``models`` overrides the catalog (name -> (model, preprocessing, description)); ``feed``
-    overrides ``config.revocation.feed``.
+    overrides ``config.revocation.feed``. :attr:`live_metrics` are served for Prometheus on
+    ``config.metrics_listen`` when set (:mod:`edgetrust.offload.agent_metrics`).
     """
+
+    exit_grace = 2.0
 
     def __init__(
         self,
@@ -215,6 +220,8 @@ class Agent:
             revocations=self.revocations,
         )
         self.tracker = CallTracker(self.revocations)
+        self.live_metrics = AgentMetrics()
+        self.revocations.subscribe(self.live_metrics.revoked)
         self.streams = StreamAdmission(config.stream_limit)
 
         loaded = dict(models) if models is not None else load_models(config)
@@ -230,7 +237,12 @@ class Agent:
                         max_queue_size=settings.max_queue_size,
                         workers=settings.workers,
                     )
-                batcher = DynamicBatcher(model.run, settings=settings, name=name)
+                batcher = DynamicBatcher(
+                    model.run,
+                    settings=settings,
+                    name=name,
+                    on_batch=functools.partial(self.live_metrics.batch, name),
+                )
             self.models[name] = ServedModel(
                 name=name,
                 model=model,
@@ -249,17 +261,14 @@ class Agent:
         self._stream_readers = futures.ThreadPoolExecutor(
             max_workers=max(1, 2 * config.stream_limit), thread_name_prefix="stream-reader"
         )
-        self._server = grpc.server(
-            self._pool,
-            options=[
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", 1024 * 1024),
-                ("grpc.so_reuseport", 0),
-                # ("grpc.http2.lookahead_bytes", 4 MiB) on both ends was tried: no measurable
-                # change for 150 KB requests (unary or stream, A/B in one run; gRPC's BDP probe
-                # grows the window on its own), so the default stays
-            ],
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        # ("grpc.http2.lookahead_bytes", 4 MiB) on both ends was tried: no measurable change for
+        # 150 KB requests (unary or stream, A/B in one run; gRPC's BDP probe grows the window on
+        # its own), so the default stays
+        super().__init__(
+            executor=self._pool,
+            max_receive_bytes=config.max_message_bytes,
+            health_servicer=self._health,
+            max_concurrent_rpcs=config.max_concurrent_rpcs,
         )
         inference_pb2_grpc.add_InferenceServicer_to_server(
             InferenceServicer(
@@ -272,58 +281,41 @@ class Agent:
                 stream_readers=self._stream_readers,
                 stream_idle_s=config.stream_idle_s,
                 streams=self.streams,
+                metrics=self.live_metrics,
             ),
-            self._server,
+            self.grpc_server,
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        self.serve_health([SERVICE_NAME])
         credentials = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=client_ca, require_client_auth=True
         )
-        try:
-            port = self._server.add_secure_port(config.listen, credentials)
-        except RuntimeError as e:
-            raise ConfigError(f"cannot listen on {config.listen}: {e}") from e
-        if port == 0:
-            raise ConfigError(f"cannot listen on {config.listen}")
-        self.port: int = port
-        self.host = config.listen.rpartition(":")[0]
-        self._started = False
+        self.bind(config.listen, credentials, zero_fails=True)
+        self.live_metrics.watch(self._state)
+        self.expose_metrics(config.metrics_listen, self.live_metrics.registry)
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self) -> Agent:
+    def _before_start(self) -> None:
         for served in self.models.values():
             if served.batcher is not None:
                 served.batcher.start()
         if self._follower is not None:
             self._follower.start()
         self._health.publish()  # before the port opens: no window with a stale SERVING
-        self._server.start()
-        self._started = True
+
+    def _after_start(self) -> None:
         self._health_stop.clear()
         self._health_thread = threading.Thread(
             target=self._follow_health, name="agent-health", daemon=True
         )
         self._health_thread.start()
         _log.info("agent listening on %s, models: %s", self.address, ", ".join(self.models))
-        return self
 
-    def stop(self, grace: float = 2.0) -> None:
-        """Graceful stop: NOT_SERVING, refuse new calls, let running ones end within ``grace``."""
-        if not self._started:
-            return
-        self._started = False
+    def _before_stop(self) -> None:
         self._health_stop.set()
         if self._health_thread is not None:
             self._health_thread.join(1.0)
             self._health_thread = None
-        self._health.enter_graceful_shutdown()
-        self._server.stop(grace).wait()
+
+    def _after_stop(self) -> None:
         if self._follower is not None:
             self._follower.stop()
         for served in self.models.values():
@@ -339,17 +331,16 @@ class Agent:
         ``streams_refused`` ...)."""
         return {"calls_active": self.tracker.active, **self.streams.snapshot()}
 
+    def _state(self) -> dict[str, float | None]:
+        """The gauges and stream counts the live metrics read at scrape time."""
+        follower = self._follower
+        return {
+            **self.metrics(),
+            "revocation_feed_age_seconds": follower.age_s if follower is not None else None,
+            "revoked_identities": self.live_metrics.revoked_identities,
+        }
+
     def _follow_health(self) -> None:
         """Keep the stored health statuses (what Watch streams) in step with the feed."""
         while not self._health_stop.wait(_HEALTH_POLL_S):
             self._health.publish()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server stops (or ``timeout``); True when it has stopped."""
-        return bool(self._server.wait_for_termination(timeout))
-
-    def __enter__(self) -> Agent:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

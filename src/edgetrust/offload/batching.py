@@ -136,6 +136,7 @@ class DynamicBatcher:
     """Groups concurrent requests into batched runs of ``run``; see the module documentation.
 
     ``clock`` is a monotonic clock in seconds (deadlines passed to :meth:`submit` use it too).
+    ``on_batch`` hears the size of every batch the model ran (the agent's batch size histogram).
     """
 
     def __init__(
@@ -145,8 +146,10 @@ class DynamicBatcher:
         settings: BatchSettings,
         name: str = "model",
         clock: Callable[[], float] = time.monotonic,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._run = run
+        self._on_batch = on_batch
         self.settings = settings
         self.name = name
         self._clock = clock
@@ -370,6 +373,8 @@ class DynamicBatcher:
             self.stats.batches += 1
             self.stats.requests += size
             self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
+        if self._on_batch is not None:
+            self._on_batch(size)
         for row, pending in zip(outputs, batch, strict=True):
             pending.future.set_result(
                 BatchResult(

@@ -49,6 +49,9 @@ Agent (``edgetrust agent serve --config agent.toml``)::
                                        # health says NOT_SERVING)
     heartbeat_interval_ms = 1000
 
+    [metrics]
+    listen = "127.0.0.1:9464"          # live Prometheus metrics (GET /metrics); default: off
+
 The verifier's feed port is mutual TLS and checks the clientAuth EKU, so the certificate the
 agent presents there needs it: either give ``revocation.cert``/``key`` (any cluster-CA client
 certificate that is not a device's), or leave them out and issue the agent's own TLS certificate
@@ -58,7 +61,8 @@ handshake.
 
 Environment overrides (agent): ``EDGETRUST_AGENT_LISTEN``, ``EDGETRUST_AGENT_TRUST_DOMAIN``,
 ``EDGETRUST_AGENT_TLS_CERT``, ``EDGETRUST_AGENT_TLS_KEY``, ``EDGETRUST_AGENT_TLS_CLIENT_CA``,
-``EDGETRUST_AGENT_FEED``, ``EDGETRUST_AGENT_MODELS`` (comma separated), ``EDGETRUST_AGENT_CATALOG``.
+``EDGETRUST_AGENT_FEED``, ``EDGETRUST_AGENT_MODELS`` (comma separated), ``EDGETRUST_AGENT_CATALOG``,
+``EDGETRUST_METRICS_LISTEN`` (``[metrics] listen``).
 
 The client's settings (``[client]`` table, ``EDGETRUST_*`` variables) are
 :mod:`edgetrust.offload.client_settings`; their names stay importable from here.
@@ -158,9 +162,13 @@ class AgentConfig:
     batching: BatchSettings = field(default_factory=BatchSettings)
     permissions: ModelPermissions = field(default_factory=ModelPermissions)
     revocation: FeedConfig = field(default_factory=FeedConfig)
+    #: live Prometheus metrics endpoint (``[metrics] listen``, ``--metrics``); None: off
+    metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
         check_address(self.listen, "agent.listen")
+        if self.metrics_listen is not None:
+            check_address(self.metrics_listen, "metrics.listen")
         if not self.models:
             raise ConfigError("agent.models must name at least one model")
         if not 1 <= self.max_workers <= 1024:
@@ -251,12 +259,18 @@ class AgentConfig:
                 batching=_batching(subtable(data, "batching", where), where),
                 permissions=_permissions(subtable(data, "permissions", where), where),
                 revocation=_feed(subtable(data, "revocation", where), base, env, where),
+                metrics_listen=_metrics_listen(subtable(data, "metrics", where), env, where),
             )
         except ConfigError:
             raise
         except Error as e:
             raise ConfigError(f"{where}: {e.message}") from e
         return config
+
+
+def _metrics_listen(table: dict[str, Any], env: Mapping[str, str], where: str) -> str | None:
+    only_keys(table, {"listen"}, f"{where} [metrics]")
+    return env.get("EDGETRUST_METRICS_LISTEN") or optional_string(table, "listen") or None
 
 
 def _tls(table: dict[str, Any], base: Path, env: Mapping[str, str], where: str) -> TlsPaths | None:

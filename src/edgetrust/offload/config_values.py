@@ -15,7 +15,9 @@ from typing import Any
 from edgetrust.errors import ConfigError
 
 #: the tables of the agent's configuration file; a client reading the same file accepts them
-AGENT_TABLES = frozenset({"agent", "tls", "runtime", "batching", "permissions", "revocation"})
+AGENT_TABLES = frozenset(
+    {"agent", "tls", "runtime", "batching", "permissions", "revocation", "metrics"}
+)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -353,7 +353,10 @@ def feed_from_spec(
 
 
 class RevocationFollower:
-    """Runs a feed on a daemon thread; reconnects with capped exponential backoff."""
+    """Runs a feed on a daemon thread; reconnects with capped exponential backoff.
+
+    :attr:`age_s` is how long ago the feed last delivered anything (an event or a heartbeat).
+    """
 
     def __init__(
         self,
@@ -362,6 +365,7 @@ class RevocationFollower:
         *,
         min_backoff: float = 0.1,
         max_backoff: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._feed = feed
         self._sink = sink
@@ -369,8 +373,21 @@ class RevocationFollower:
         self._max = max_backoff
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._monotonic = monotonic
+        self._started_at: float | None = None
+        self._updated_at: float | None = None
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since the last event or heartbeat applied; before the first one, since
+        :meth:`start` (so a feed that never answers ages like one that went silent); 0 before
+        :meth:`start`."""
+        since = self._updated_at if self._updated_at is not None else self._started_at
+        return 0.0 if since is None else max(0.0, self._monotonic() - since)
 
     def start(self) -> RevocationFollower:
+        if self._started_at is None:
+            self._started_at = self._monotonic()
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name="revocation-follower", daemon=True
@@ -393,6 +410,7 @@ class RevocationFollower:
                     if self._stop.is_set():
                         return
                     self._sink.apply(event)
+                    self._updated_at = self._monotonic()
                     backoff = self._min
                 if self._stop.is_set():
                     return

@@ -45,6 +45,7 @@ from edgetrust.errors import (
     StreamLimitError,
     UnavailableError,
 )
+from edgetrust.offload.agent_metrics import UNKNOWN_MODEL, AgentMetrics
 from edgetrust.offload.authz import Authorizer, CallGuard, CallTracker, PeerIdentity
 from edgetrust.offload.batching import DynamicBatcher
 from edgetrust.offload.classify_request import proto_dtype, sample_from_request
@@ -93,6 +94,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         stream_readers: futures.Executor,
         streams: StreamAdmission,
         stream_idle_s: float = 30.0,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._models = models
         self._authz = authorizer
@@ -103,6 +105,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         self._readers = stream_readers
         self._stream_idle_s = stream_idle_s
         self._streams = streams
+        self._metrics = metrics
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -110,7 +113,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         identity = self._identify(context)
         with self._tracker.track(identity) as guard:
             try:
-                return self._classify(request, identity, guard, context)
+                return self._classify_counted(request, identity, guard, context)
             except Error as e:
                 _abort(context, e, identity)
 
@@ -159,7 +162,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
                         return
                     elif item is not StreamInbox.WAKE:
                         try:
-                            yield self._classify(item, identity, guard, context)
+                            yield self._classify_counted(item, identity, guard, context)
                         except Error as e:
                             error = e
             finally:
@@ -197,6 +200,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
         except Error as e:
             _abort(context, e, None)
 
+    def _classify_counted(
+        self, request: Any, identity: PeerIdentity, guard: CallGuard, context: grpc.ServicerContext
+    ) -> Any:
+        """:meth:`_classify`, counted in ``edgetrust_agent_requests_total`` by model and status."""
+        if self._metrics is None:
+            return self._classify(request, identity, guard, context)
+        model = request.model if request.model in self._models else UNKNOWN_MODEL
+        try:
+            response = self._classify(request, identity, guard, context)
+        except Error as e:
+            self._metrics.request(model, status_for(e)[0])
+            raise
+        self._metrics.request(model, grpc.StatusCode.OK)
+        return response
+
     def _classify(
         self, request: Any, identity: PeerIdentity, guard: CallGuard, context: grpc.ServicerContext
     ) -> Any:
@@ -232,6 +250,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
             result = _await(future, guard, context)
             probs = np.asarray(result.output, dtype=np.float32)
             queue_s, run_s, batch_size = result.queue_s, result.run_s, result.batch_size
+        if self._metrics is not None:
+            self._metrics.timing(served.name, queue_s=queue_s, run_s=run_s)
+            if served.batcher is None:  # a batcher reports its runs itself (on_batch)
+                self._metrics.batch(served.name, 1)
         (prediction,) = served.model.predictions_from_scores(
             probs[np.newaxis], top_k=top_k, backend="agent", inference_ms=run_s * 1000.0
         )
