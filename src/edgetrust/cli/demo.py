@@ -12,14 +12,18 @@ JSON as ``failed_step``); 2 bad options (e.g. a non-empty ``--workdir``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from edgetrust.cli.demo_state import StepResult
 from edgetrust.cli.demo_story import (
+    SERVICE_LOG,
     STEPS,
     DemoReport,
     DemoStory,
@@ -103,6 +107,26 @@ def _print_summary(report: DemoReport, workdir: Path, keep: bool) -> None:
         click.echo("  servers stopped, working directory removed (--keep keeps it)")
 
 
+@contextlib.contextmanager
+def _service_log(path: Path) -> Iterator[None]:
+    """Send the in-process servers' log records to ``path`` instead of stderr, so that their
+    warnings (e.g. the agent cutting a revoked device's call) do not break into the story."""
+    logger = logging.getLogger("edgetrust")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    propagate, level = logger.propagate, logger.level
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = propagate, level
+        handler.close()
+
+
 @click.command()
 @click.option(
     "--workdir",
@@ -125,10 +149,11 @@ def cli(workdir: Path | None, devices: int, keep: bool, as_json: bool) -> None:
         click.secho("edgetrust demo", bold=True)
         click.echo(f"  {devices} devices, working directory {root}")
     try:
-        story = DemoStory(
-            workdir=root, devices=devices, narrator=_Silent() if as_json else _Printer()
-        )
-        report = story.run()
+        with _service_log(root / SERVICE_LOG):
+            story = DemoStory(
+                workdir=root, devices=devices, narrator=_Silent() if as_json else _Printer()
+            )
+            report = story.run()
     finally:
         if not keep:
             remove_tree(root, keep_root=existed)

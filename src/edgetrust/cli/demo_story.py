@@ -51,6 +51,9 @@ class Step:
     run: Callable[[DemoState, StepLog], None]
 
 
+#: where the demo's in-process servers log (relative to the working directory)
+SERVICE_LOG: Final = "services.log"
+
 STEPS: Final = (
     Step(
         name="factory",
@@ -234,6 +237,7 @@ def files_of(workdir: Path) -> Iterator[tuple[str, str]]:
     yield "verifier", str(workdir / "verifier")
     yield "registry", f"{registry}  (edgetrust registry list --db {registry})"
     yield "agent", f"{workdir / 'agent'}  (agent.toml, agent.crt, agent.key)"
+    yield "service log", str(workdir / SERVICE_LOG)
 
 
 def remove_tree(path: Path, *, keep_root: bool) -> None:
