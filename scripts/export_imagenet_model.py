@@ -13,8 +13,13 @@ Outputs (in ``src/edgetrust/offload/``):
 
 * ``models/efficientnet-lite0.onnx`` -- fp32, opset 17, dynamic batch, output = logits;
 * ``models/efficientnet-lite0-int8.onnx`` -- static int8 (QDQ), see "int8" below;
-* ``models/imagenet-labels.txt``; ``samples/photo-*.jpg`` (scikit-learn's two photographs,
-  downscaled, CC BY 2.0);
+* ``models/imagenet-labels.txt``;
+* ``samples/photo-*.jpg`` and the ``photos`` list of ``samples/samples.json`` (file, split, credit,
+  source with its SHA-256, licence, SHA-256 of the shipped file): scikit-learn's two photographs
+  (calibration photos, CC BY 2.0; the demo and tests use them) and the held-out photographs whose
+  licence allows redistribution (:data:`SHIPPED_HELD_OUT`), downscaled, so that ``edgetrust models
+  eval`` can score the int8 model at run time on photos calibration never saw (scikit-image is
+  only a training-time dependency);
 * the two entries of ``models/manifest.json`` (other entries are kept).
 
 int8: there is no ImageNet here, so int8 quality is measured as agreement with fp32 (top-1: same
@@ -30,8 +35,9 @@ split by scene (the two motorcycle views stay together) into three disjoint sets
   manifest (``top1_agreement_with_fp32`` / ``top3_agreement_with_fp32``).
 
 Needs the ``train`` extra. Run: ``.venv/bin/python scripts/export_imagenet_model.py
-[--sweep] [--compare OLD_INT8.onnx]`` (``--compare`` also measures another int8 file on the same
-held-out set; ``--sweep`` writes nothing).
+[--sweep | --samples-only] [--compare OLD_INT8.onnx]`` (``--compare`` also measures another int8
+file on the same held-out set; ``--sweep`` writes nothing; ``--samples-only`` writes only the
+sample photographs and their index).
 """
 
 from __future__ import annotations
@@ -79,6 +85,67 @@ PHOTO_CREDIT = {
     "photo-china.jpg": "scikit-learn china.jpg, by danielbuechele on Flickr, CC BY 2.0",
     "photo-flower.jpg": "scikit-learn flower.jpg, by vultilion on Flickr, CC BY 2.0",
 }
+#: Licence of scikit-learn's photographs (its ``datasets/images/README.txt``).
+SKLEARN_LICENCE = "CC BY 2.0 (https://creativecommons.org/licenses/by/2.0/)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShippedPhoto:
+    """A held-out photograph shipped (downscaled) in ``samples/``, with its licence."""
+
+    source: str  # the file in scikit-image's skimage/data
+    file: str  # the file written in samples/
+    credit: str
+    licence: str
+
+
+#: The held-out photographs whose licence, as scikit-image 0.26.0 states it in the docstring of
+#: its loader (``skimage/data/_fetchers.py``), allows redistribution. Left out: coins ("no known
+#: copyright restrictions", Brooklyn Museum: no licence) and the Middlebury motorcycle pair (no
+#: licence stated).
+SHIPPED_HELD_OUT = (
+    ShippedPhoto(
+        source="chelsea.png",
+        file="photo-chelsea.jpg",
+        credit="Chelsea the cat, by Stefan van der Walt (scikit-image chelsea.png)",
+        licence="CC0 (scikit-image: 'No copyright restrictions. CC0 by the photographer')",
+    ),
+    ShippedPhoto(
+        source="rocket.jpg",
+        file="photo-rocket.jpg",
+        credit=(
+            "Falcon 9 launching DSCOVR, by SpaceX "
+            "(flickr.com/photos/spacexphotos/16511594820; scikit-image rocket.jpg)"
+        ),
+        licence=(
+            "public domain (scikit-image: 'The image was captured by SpaceX and released in the "
+            "public domain')"
+        ),
+    ),
+    ShippedPhoto(
+        source="camera.png",
+        file="photo-camera.jpg",
+        credit="camera man, by Lav Varshney (scikit-image camera.png)",
+        licence="CC0 (scikit-image: 'No copyright restrictions. CC0 by the photographer')",
+    ),
+    ShippedPhoto(
+        source="gravel.png",
+        file="photo-gravel.jpg",
+        credit="Gravel04 from CC0Textures, rescaled, cropped and grey (scikit-image gravel.png)",
+        licence="CC0 (scikit-image: 'licensed under the Creative Commons CC0 License')",
+    ),
+    ShippedPhoto(
+        source="clock_motion.png",
+        file="photo-clock_motion.jpg",
+        credit="motion-blurred wall clock, by Stefan van der Walt (scikit-image clock_motion.png)",
+        licence=(
+            "public domain (scikit-image: 'Released into the public domain by the photographer')"
+        ),
+    ),
+)
+#: Shorter side and JPEG quality of the shipped held-out photographs.
+SHIPPED_SHORTER_SIDE = 256
+SHIPPED_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,14 +288,77 @@ def labels() -> list[str]:
     return [str(n) for n in names]
 
 
-def write_photos() -> dict[str, str]:
-    """Downscaled copies of scikit-learn's two photographs as sample images."""
+def write_photos() -> list[dict[str, str]]:
+    """Downscaled copies of the sample photographs; their ``samples.json`` entries.
+
+    scikit-learn's two (calibration photos, 320 px wide, the demo's and the tests') and the
+    redistributable held-out ones (shorter side :data:`SHIPPED_SHORTER_SIDE`, grey ones stay grey).
+    """
     SAMPLES.mkdir(parents=True, exist_ok=True)
+    sklearn_version = importlib.metadata.version("scikit-learn")
+    skimage_version = importlib.metadata.version("scikit-image")
+    entries = []
     for source, target in PHOTOS.items():
         img = Image.fromarray(load_sample_image(source))
         img = img.resize((320, round(img.height * 320 / img.width)), Image.Resampling.LANCZOS)
         img.save(SAMPLES / target, format="JPEG", quality=88, optimize=True)
-    return PHOTO_CREDIT
+        path = photo_path(Photo(package="sklearn", file=source, split="calibration"))
+        entries.append(
+            _photo_entry(
+                target,
+                split="calibration",
+                credit=PHOTO_CREDIT[target],
+                source=f"scikit-learn {sklearn_version} sklearn/datasets/images/{source}",
+                source_sha256=_sha256_file(str(path)),
+                licence=SKLEARN_LICENCE,
+            )
+        )
+    held_out = {p.file for p in PHOTO_SET if p.split == "held-out" and p.package == "skimage"}
+    for shipped in SHIPPED_HELD_OUT:
+        if shipped.source not in held_out:
+            raise SystemExit(f"{shipped.source} is not a held-out photograph")
+        path = photo_path(Photo(package="skimage", file=shipped.source, split="held-out"))
+        with Image.open(path) as opened:
+            img = opened.convert("L" if opened.mode in {"L", "I;16", "1"} else "RGB")
+        factor = SHIPPED_SHORTER_SIDE / min(img.size)
+        if factor < 1:
+            size = (round(img.width * factor), round(img.height * factor))
+            img = img.resize(size, Image.Resampling.LANCZOS)
+        img.save(SAMPLES / shipped.file, format="JPEG", quality=SHIPPED_JPEG_QUALITY, optimize=True)
+        entries.append(
+            _photo_entry(
+                shipped.file,
+                split="held-out",
+                credit=shipped.credit,
+                source=f"scikit-image {skimage_version} skimage/data/{shipped.source}",
+                source_sha256=_sha256_file(str(path)),
+                licence=shipped.licence,
+            )
+        )
+    index_path = SAMPLES / "samples.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index["photos"] = entries
+    index["photos_note"] = (
+        "photo-*.jpg: split 'calibration' = photographs the int8 EfficientNet-Lite0 was calibrated "
+        "on (demo and tests only); split 'held-out' = photographs never seen by its calibration "
+        "or selection, scored by 'edgetrust models eval'; sha256 = the shipped file; written by "
+        "scripts/export_imagenet_model.py"
+    )
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return entries
+
+
+def _photo_entry(
+    file: str, *, split: str, credit: str, source: str, source_sha256: str, licence: str
+) -> dict[str, str]:
+    return {
+        "file": file,
+        "split": split,
+        "credit": credit,
+        "source": f"{source} (sha256 {source_sha256})",
+        "licence": licence,
+        "sha256": _sha256_file(str(SAMPLES / file)),
+    }
 
 
 def entry(
@@ -359,12 +489,21 @@ def main() -> int:
         help="compare every calibration setting on the validation photos; write nothing",
     )
     parser.add_argument(
+        "--samples-only",
+        action="store_true",
+        help="write only the sample photographs and the photos of samples.json (no model export)",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         metavar="INT8_ONNX",
         help="also measure this int8 model (e.g. the previous one) on the held-out set",
     )
     args = parser.parse_args()
+    if args.samples_only:
+        written = write_photos()
+        print(f"wrote {len(written)} sample photographs and samples.json")
+        return 0
     fp32 = export_onnx(
         load_model(),
         PREPROCESSING.sample_shape,
@@ -404,11 +543,7 @@ def main() -> int:
     (MODELS / LABELS_FILE).write_bytes(label_bytes)
     (MODELS / f"{FP32_NAME}.onnx").write_bytes(fp32)
     (MODELS / f"{INT8_NAME}.onnx").write_bytes(int8)
-    credits = write_photos()
-    index_path = SAMPLES / "samples.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    index["photos"] = [{"file": f, "credit": c} for f, c in credits.items()]
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    write_photos()
 
     provenance: dict[str, object] = {
         "quantization": (

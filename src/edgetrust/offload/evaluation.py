@@ -18,6 +18,11 @@ For each backend (local fp32, local int8, offloaded to the agent -- anything tha
 * **correct predictions per second** -- correct top-1 predictions divided by the wall-clock time
   of the whole sequential run (so slow *and* wrong both cost), as in the seed talk.
 
+The report names its ``dataset`` and, where the caller knows it, its ``split`` (``"held-out"``:
+images the compared models never saw while being trained, calibrated or selected; ``"test"``: a
+ground-truth test split; ``"calibration"``: images a quantised model was calibrated on, whose
+agreement figures flatter it). ``split`` appears in the JSON and under the table.
+
 Images a backend fails on (an edgetrust :class:`~edgetrust.errors.Error`) are counted in
 ``errors`` and left out of every metric; the agreement metrics use the images both backends
 classified. :func:`plot_accuracy_latency` draws accuracy against p50 end-to-end latency as a PNG
@@ -145,10 +150,12 @@ class EvaluationReport:
     dataset: str
     reference: str
     backends: tuple[BackendReport, ...]
+    split: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "dataset": self.dataset,
+            "split": self.split,
             "reference": self.reference,
             "definitions": {
                 "accuracy": "top-1 label == ground truth",
@@ -186,6 +193,8 @@ class EvaluationReport:
         rows.append(
             f"latencies in ms; reference = {self.reference}; top1= / top3= = agreement with it"
         )
+        if self.split is not None:
+            rows.append(f"images: {self.split} split")
         return "\n".join(rows)
 
 
@@ -266,13 +275,15 @@ def evaluate(
     *,
     reference: str | None = None,
     dataset: str = "images",
+    split: str | None = None,
     top_k: int = 3,
     warmup: int = 3,
     clock: Callable[[], float] = time.perf_counter,
 ) -> EvaluationReport:
     """Classify ``images`` one at a time with every backend and compare them.
 
-    ``reference`` names the backend the others are compared to (default: the first).
+    ``reference`` names the backend the others are compared to (default: the first);
+    ``dataset`` and ``split`` label the report (see the module documentation).
     ``warmup`` images are classified first and not counted (first-run allocations, connection).
     """
     if not backends:
@@ -303,7 +314,7 @@ def evaluate(
         )
         for name, (predictions, wall) in runs.items()
     )
-    return EvaluationReport(dataset=dataset, reference=ref_name, backends=reports)
+    return EvaluationReport(dataset=dataset, reference=ref_name, backends=reports, split=split)
 
 
 def _classify(backend: InferenceBackend, image: ImageInput, top_k: int) -> Prediction | None:

@@ -17,12 +17,17 @@ Bundled:
 
 The samples in ``offload/samples/`` (real digits from scikit-learn's data set as PNG, and the
 held-out test split as ``digits-test.npz``) feed the demo, the tests and ``edgetrust models eval``.
+So do the photographs listed in ``samples.json`` (:func:`sample_photos`, each with its split,
+source, licence and SHA-256): scikit-learn's two, on which the int8 EfficientNet-Lite0 was
+calibrated (tests and latency only), and held-out ones it never saw (:func:`photo_crops`: the
+int8-vs-fp32 agreement that ``edgetrust models eval`` reports).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,12 +45,14 @@ from edgetrust.offload.runtime import OnnxBackend, OnnxModel, OutputKind, Runtim
 __all__ = [
     "BUNDLED_MANIFEST",
     "DEFAULT_MODEL",
+    "HELD_OUT",
     "MODELS_DIR",
     "SAMPLES_DIR",
     "Catalog",
     "ModelSpec",
     "Precision",
     "Sample",
+    "SamplePhoto",
     "bundled_catalog",
     "digit_samples",
     "digits_test_split",
@@ -54,6 +61,7 @@ __all__ = [
     "load_catalog",
     "load_model",
     "photo_crops",
+    "sample_photos",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -62,6 +70,9 @@ BUNDLED_MANIFEST = MODELS_DIR / "manifest.json"
 
 #: The model the demo, the agent and the client use when none is named.
 DEFAULT_MODEL = "digits-mnv3"
+
+#: The split of the sample photographs never seen by the int8 model's calibration or selection.
+HELD_OUT = "held-out"
 
 _MANIFEST_FORMAT = 1
 
@@ -230,15 +241,71 @@ class Sample:
 
 def digit_samples() -> list[Sample]:
     """The committed digit PNGs (real images from scikit-learn's digits test split)."""
+    return [
+        Sample(path=SAMPLES_DIR / str(item["file"]), label=str(item["label"]))
+        for item in _sample_index()["digits"]
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplePhoto:
+    """A committed sample photograph (no label: ImageNet models are judged by agreement).
+
+    ``split`` is ``"calibration"`` (the int8 model was calibrated on it) or :data:`HELD_OUT`;
+    ``sha256`` is the shipped file's, checked by :meth:`read`.
+    """
+
+    path: Path
+    split: str
+    credit: str
+    source: str
+    licence: str
+    sha256: str
+
+    def read(self) -> npt.NDArray[np.uint8]:
+        """The photograph as an ``(H, W, 3)`` uint8 RGB array, after checking its SHA-256."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read sample photograph {self.path}: {e}") from e
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ConfigError(f"sample photograph {self.path} does not match its SHA-256")
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                return np.asarray(opened.convert("RGB"))
+        except OSError as e:
+            raise ConfigError(f"cannot decode sample photograph {self.path}: {e}") from e
+
+
+def sample_photos(split: str | None = None) -> list[SamplePhoto]:
+    """The photographs of ``samples.json`` (in its order), only those of ``split`` if given."""
+    index = SAMPLES_DIR / "samples.json"
+    try:
+        photos = [
+            SamplePhoto(
+                path=SAMPLES_DIR / str(item["file"]),
+                split=str(item["split"]),
+                credit=str(item["credit"]),
+                source=str(item["source"]),
+                licence=str(item["licence"]),
+                sha256=str(item["sha256"]).lower(),
+            )
+            for item in _sample_index()["photos"]
+        ]
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"sample index {index}: a photograph entry is invalid: {e!r}") from e
+    return [p for p in photos if split is None or p.split == split]
+
+
+def _sample_index() -> dict[str, list[dict[str, object]]]:
     index = SAMPLES_DIR / "samples.json"
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read sample index {index}: {e}") from e
-    return [
-        Sample(path=SAMPLES_DIR / str(item["file"]), label=str(item["label"]))
-        for item in data["digits"]
-    ]
+    if not isinstance(data, dict):
+        raise ConfigError(f"sample index {index} is not a JSON object")
+    return data
 
 
 def digits_test_split() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
@@ -257,21 +324,17 @@ def digits_test_split() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     return images, labels
 
 
-def photo_crops(count: int, *, seed: int = 0) -> list[npt.NDArray[np.uint8]]:
-    """Deterministic square crops (uint8 RGB arrays) of the committed sample photographs.
+def photo_crops(count: int, *, seed: int = 0, split: str = HELD_OUT) -> list[npt.NDArray[np.uint8]]:
+    """Deterministic square crops (uint8 RGB arrays) of the sample photographs of ``split``.
 
     There is no labelled ImageNet data here: these crops serve the int8-vs-fp32 agreement of the
-    224x224 models (no ground truth).
+    224x224 models (no ground truth). The default split, :data:`HELD_OUT`, holds photographs the
+    int8 model's calibration and selection never saw; crops of the ``"calibration"`` ones would
+    flatter it. Crops cycle through the photographs, so each gets ``count / len(photos)``.
     """
-    photos: list[npt.NDArray[np.uint8]] = []
-    for path in sorted(SAMPLES_DIR.glob("photo-*.jpg")):
-        try:
-            with Image.open(path) as opened:
-                photos.append(np.asarray(opened.convert("RGB")))
-        except OSError as e:
-            raise ConfigError(f"cannot read sample photograph {path}: {e}") from e
+    photos = [p.read() for p in sample_photos(split)]
     if not photos:
-        raise ConfigError(f"no sample photographs in {SAMPLES_DIR}")
+        raise ConfigError(f"no {split} sample photographs in {SAMPLES_DIR / 'samples.json'}")
     rng = np.random.default_rng(seed)
     crops: list[npt.NDArray[np.uint8]] = []
     for i in range(count):

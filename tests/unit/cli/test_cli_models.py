@@ -52,6 +52,7 @@ def test_eval_json_on_the_digits(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads(out)
     assert report["dataset"] == "digits test split"
+    assert report["split"] == "test"
     assert [b["backend"] for b in report["backends"]] == ["local-fp32", "local-int8"]
     assert report["backends"][0]["images"] == 30
     assert report["backends"][0]["accuracy"] >= 0.9
@@ -61,8 +62,24 @@ def test_eval_json_on_the_digits(tmp_path: Path) -> None:
 def test_eval_table_on_imagenet_model_has_no_accuracy() -> None:
     code, out, _ = _run("eval", "--model", "efficientnet-lite0", "--limit", "4")
     assert code == 0
-    assert "crops of the sample photographs" in out
+    assert (
+        "crops of the held-out photographs (chelsea, rocket, camera, gravel, clock_motion)" in out
+    )
+    assert "never seen by the int8 model's calibration" in out
+    assert "images: held-out split" in out
     assert "local-int8" in out
+
+
+def test_eval_json_on_imagenet_model_says_held_out() -> None:
+    code, out, _ = _run("eval", "--model", "efficientnet-lite0", "--limit", "5", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["split"] == "held-out"
+    assert "held-out photographs" in report["dataset"]
+    int8 = report["backends"][1]
+    assert int8["accuracy"] is None
+    assert int8["images"] == 5
+    assert 0 <= int8["top1_agreement"] <= int8["top3_agreement"] <= 1
 
 
 def test_eval_of_an_unknown_model_is_a_one_line_error() -> None:

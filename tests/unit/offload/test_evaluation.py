@@ -175,6 +175,7 @@ def test_real_fp32_vs_int8_on_part_of_the_test_split(tmp_path: Path) -> None:
         list(images[:60]),
         [str(y) for y in labels[:60]],
         dataset="digits test split (first 60)",
+        split="test",
     )
     fp32, int8 = report.backends
     assert fp32.accuracy is not None
@@ -184,7 +185,9 @@ def test_real_fp32_vs_int8_on_part_of_the_test_split(tmp_path: Path) -> None:
     assert fp32.end_to_end.p50_ms >= fp32.inference.p50_ms > 0
     data = report.to_json()
     assert data["reference"] == "local:digits-mnv3"
+    assert data["split"] == "test"
     assert "local:digits-mnv3-int8" in report.table()
+    assert report.table().endswith("\nimages: test split")
     out = plot_accuracy_latency(report, tmp_path / "plot.png")
     with Image.open(out) as img:
         assert img.format == "PNG"
@@ -203,3 +206,15 @@ def test_plot_without_any_metric_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidRequestError, match="nothing to plot"):
         plot_accuracy_latency(report, tmp_path / "p.png")
+
+
+def test_a_report_without_a_split_says_none() -> None:
+    report = EvaluationReport(
+        dataset="d",
+        reference="x",
+        backends=(
+            summarize(backend="x", predictions=REFERENCE, reference=None, labels=None, wall_s=1),
+        ),
+    )
+    assert report.to_json()["split"] is None
+    assert "split" not in report.table()

@@ -16,6 +16,7 @@ from edgetrust.errors import ConfigError, InferenceError, InvalidRequestError
 from edgetrust.offload.models import (
     BUNDLED_MANIFEST,
     DEFAULT_MODEL,
+    HELD_OUT,
     MODELS_DIR,
     SAMPLES_DIR,
     Precision,
@@ -24,6 +25,8 @@ from edgetrust.offload.models import (
     digits_test_split,
     get_model,
     load_catalog,
+    photo_crops,
+    sample_photos,
 )
 from edgetrust.offload.runtime import OutputKind
 
@@ -97,12 +100,104 @@ def test_digit_samples_and_test_split() -> None:
     assert np.bincount(labels).min() >= 35  # stratified
 
 
-def test_sample_photos_exist_with_credits() -> None:
-    index = json.loads((SAMPLES_DIR / "samples.json").read_text())
-    for photo in index["photos"]:
-        assert "CC BY 2.0" in photo["credit"]
-        with Image.open(SAMPLES_DIR / photo["file"]) as img:
+HELD_OUT_PHOTOS = {"chelsea", "rocket", "camera", "gravel", "clock_motion"}
+
+
+def test_sample_photos_have_split_source_licence_and_hash() -> None:
+    photos = sample_photos()
+    assert {p.split for p in photos} == {"calibration", HELD_OUT}
+    for photo in photos:
+        data = photo.path.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == photo.sha256
+        assert "sha256 " in photo.source
+        assert photo.credit
+        with Image.open(photo.path) as img:
             assert img.format == "JPEG"
+            if photo.split == HELD_OUT:
+                assert min(img.size) <= 256
+        if photo.split == "calibration":
+            assert photo.source.startswith("scikit-learn ")
+            assert photo.licence.startswith("CC BY 2.0")
+        else:
+            assert photo.source.startswith("scikit-image ")
+            assert photo.licence.startswith(("CC0 ", "public domain "))
+    held_out = sample_photos(HELD_OUT)
+    assert {p.path.stem.removeprefix("photo-") for p in held_out} == HELD_OUT_PHOTOS
+    assert sum(p.path.stat().st_size for p in held_out) < 300_000
+
+
+def test_shipped_held_out_photos_are_held_out_in_the_int8_manifest() -> None:
+    """Each shipped held-out photo's source is in the int8 model's held-out list, nowhere else."""
+    splits = get_model("efficientnet-lite0-int8").produced_by["photos"]
+    assert isinstance(splits, dict)
+    for photo in sample_photos(HELD_OUT):
+        source_hash = photo.source.rsplit("sha256 ", 1)[1].rstrip(")")
+        where = {k for k, listed in splits.items() if any(source_hash in x for x in listed)}
+        assert where == {HELD_OUT}, photo.path.name
+    for photo in sample_photos("calibration"):
+        source_hash = photo.source.rsplit("sha256 ", 1)[1].rstrip(")")
+        assert any(source_hash in x for x in splits["calibration"])
+
+
+def test_photo_crops_default_to_the_held_out_photos() -> None:
+    held_out = photo_crops(10)
+    for a, b in zip(held_out, photo_crops(10, split=HELD_OUT), strict=True):
+        np.testing.assert_array_equal(a, b)
+    calibration = photo_crops(10, split="calibration")
+    assert any(a.shape != b.shape for a, b in zip(held_out, calibration, strict=True))
+
+
+@pytest.fixture
+def samples_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A writable copy of the sample photographs and their index, used by edgetrust."""
+    for photo in sample_photos():
+        shutil.copy(photo.path, tmp_path / photo.path.name)
+    shutil.copy(SAMPLES_DIR / "samples.json", tmp_path / "samples.json")
+    monkeypatch.setattr("edgetrust.offload.models.SAMPLES_DIR", tmp_path)
+    return tmp_path
+
+
+def test_a_tampered_sample_photo_is_rejected(samples_copy: Path) -> None:
+    path = samples_copy / "photo-chelsea.jpg"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match=r"photo-chelsea\.jpg does not match its SHA-256"):
+        photo_crops(3)
+
+
+def test_a_missing_sample_photo_is_rejected(samples_copy: Path) -> None:
+    (samples_copy / "photo-rocket.jpg").unlink()
+    with pytest.raises(ConfigError, match=r"cannot read sample photograph .*photo-rocket\.jpg"):
+        photo_crops(3)
+
+
+def test_an_undecodable_sample_photo_is_rejected(samples_copy: Path) -> None:
+    index = json.loads((samples_copy / "samples.json").read_text())
+    (samples_copy / "photo-camera.jpg").write_bytes(b"not a jpeg")
+    for entry in index["photos"]:
+        if entry["file"] == "photo-camera.jpg":
+            entry["sha256"] = hashlib.sha256(b"not a jpeg").hexdigest()
+    (samples_copy / "samples.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match=r"cannot decode sample photograph .*photo-camera"):
+        photo_crops(3)
+
+
+def test_a_photo_entry_without_a_hash_is_rejected(samples_copy: Path) -> None:
+    index = json.loads((samples_copy / "samples.json").read_text())
+    del index["photos"][-1]["sha256"]
+    (samples_copy / "samples.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match="a photograph entry is invalid: KeyError"):
+        sample_photos()
+
+
+def test_no_photo_of_the_split_is_an_error(samples_copy: Path) -> None:
+    with pytest.raises(ConfigError, match="no validation sample photographs"):
+        photo_crops(3, split="validation")
+
+
+def test_an_unreadable_sample_index_is_rejected(samples_copy: Path) -> None:
+    (samples_copy / "samples.json").write_text("{")
+    with pytest.raises(ConfigError, match="cannot read sample index"):
+        sample_photos()
 
 
 # -- another catalog: tampering and malformed manifests ------------------------------------------
@@ -221,8 +316,6 @@ def test_labels_file_with_wrong_hash_is_a_config_error(catalog_dir: Path) -> Non
 
 
 def test_photo_crops_are_deterministic_rgb_squares() -> None:
-    from edgetrust.offload.models import photo_crops
-
     first, second = photo_crops(6), photo_crops(6)
     assert len(first) == 6
     for a, b in zip(first, second, strict=True):

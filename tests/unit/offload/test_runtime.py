@@ -92,7 +92,13 @@ def test_digits_accuracy_on_the_test_split(
 
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite0-int8"])
 @pytest.mark.parametrize(
-    ("photo", "label"), [("photo-china.jpg", "palace"), ("photo-flower.jpg", "daisy")]
+    ("photo", "label"),
+    [
+        ("photo-china.jpg", "palace"),
+        ("photo-flower.jpg", "daisy"),
+        ("photo-chelsea.jpg", "a cat having a striped coat"),  # held-out (never calibrated on)
+        ("photo-camera.jpg", "tripod"),  # held-out, grey
+    ],
 )
 def test_pretrained_imagenet_model_recognises_the_sample_photos(
     name: str, photo: str, label: str
