@@ -32,6 +32,7 @@ from PIL import Image
 from edgetrust.offload.evaluation import evaluate, plot_accuracy_latency
 from edgetrust.offload.images import ImageInput
 from edgetrust.offload.models import (
+    HELD_OUT,
     SAMPLES_DIR,
     digit_samples,
     digits_test_split,
@@ -137,7 +138,7 @@ def bench_evaluation(quick: bool, plot: str | None) -> None:
     if plot:
         print(f"plot: {plot_accuracy_latency(report, plot)}")
 
-    crops: list[ImageInput] = list(photo_crops(12 if quick else 48))
+    crops: list[ImageInput] = list(photo_crops(12 if quick else 48, split=HELD_OUT))
     report = evaluate(
         [
             get_model("efficientnet-lite0").backend(settings, name="local-fp32"),
@@ -145,7 +146,10 @@ def bench_evaluation(quick: bool, plot: str | None) -> None:
         ],
         crops,
         None,
-        dataset=f"EfficientNet-Lite0 on {len(crops)} crops of the sample photos (no ground truth)",
+        dataset=(
+            f"EfficientNet-Lite0 on {len(crops)} crops of the held-out sample photos "
+            "(never seen by the int8 calibration; no ground truth)"
+        ),
     )
     print()
     print(f"evaluation: {report.dataset}")
