@@ -26,10 +26,10 @@ from edgetrust.offload.config_values import (
     float_from,
     int_from,
     only_keys,
-    read_toml,
     resolve_path,
     subtable,
 )
+from edgetrust.service.configuration import read_toml_file
 
 
 class Transport(StrEnum):
@@ -104,7 +104,7 @@ class ClientSettings:
         file_values: dict[str, Any] = {}
         base = Path.cwd()
         if path is not None:
-            data = read_toml(path)
+            data = read_toml_file(path)
             only_keys(data, AGENT_TABLES | {"client"}, str(path))
             file_values = subtable(data, "client", str(path))
             base = path.parent

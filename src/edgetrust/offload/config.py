@@ -88,13 +88,13 @@ from edgetrust.offload.config_values import (
     int_value,
     only_keys,
     optional_string,
-    read_toml,
     resolve_path,
     string_list,
     string_value,
     subtable,
 )
 from edgetrust.offload.runtime import ExecutionMode, GraphOptimization, RuntimeSettings
+from edgetrust.service.configuration import DEFAULT_TRUST_DOMAIN, read_toml_file
 
 __all__ = [
     "DEFAULT_AGENT_PORT",
@@ -109,7 +109,6 @@ __all__ = [
 ]
 
 DEFAULT_AGENT_PORT = 7444
-DEFAULT_TRUST_DOMAIN = "edgetrust.local"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -204,7 +203,7 @@ class AgentConfig:
     ) -> AgentConfig:
         """Read ``path`` (TOML; None = defaults only) and apply the environment overrides."""
         env = os.environ if environ is None else environ
-        data = read_toml(path) if path is not None else {}
+        data = read_toml_file(path) if path is not None else {}
         base = path.parent if path is not None else Path.cwd()
         where = str(path) if path is not None else "agent config"
         only_keys(data, AGENT_TABLES, where)

@@ -1,33 +1,24 @@
 """Strict reading of configuration values: TOML tables and keys, typed values, environment text.
 
 Shared by the agent's configuration (:mod:`edgetrust.offload.config`) and the client's
-(:mod:`edgetrust.offload.client_settings`), which may read the same file. Every reader raises
+(:mod:`edgetrust.offload.client_settings`), which may read the same file (read by
+:func:`edgetrust.service.configuration.read_toml_file`, like the verifier's). Every reader raises
 :class:`~edgetrust.errors.ConfigError` naming the key; none has a fail-open default.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Set
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from edgetrust.errors import ConfigError
+from edgetrust.service.configuration import parse_host_port
 
 #: the tables of the agent's configuration file; a client reading the same file accepts them
 AGENT_TABLES = frozenset(
     {"agent", "tls", "runtime", "batching", "permissions", "revocation", "metrics"}
 )
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
 
 
 def subtable(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
@@ -119,7 +110,11 @@ def resolve_path(base: Path, text: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+#: the agent's and the client's voice: ``agent.listen must be HOST:PORT, not 'x'``
+_ADDRESS_MESSAGE: Final = "{where} {problem}, not {text}"
+
+
 def check_address(address: str, what: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{what} must be HOST:PORT, not {address!r}")
+    """``HOST:PORT`` or ``[IPv6]:PORT`` (port 0: a free one), as strict as the verifier's
+    (:func:`~edgetrust.service.configuration.parse_host_port`); ConfigError naming ``what``."""
+    parse_host_port(address, what, message=_ADDRESS_MESSAGE)

@@ -54,7 +54,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,12 +62,14 @@ from typing import Any, Final
 
 from edgetrust.errors import ConfigError
 from edgetrust.onboarding.database import SQLITE_SYNCHRONOUS_MODES, parse_database_url
+from edgetrust.service import configuration as shared
+from edgetrust.service.configuration import HostPort, parse_host_port, read_toml_file
 
 CONFIG_FILE: Final = "verifier.toml"
 REGISTRY_FILE: Final = "registry.db"
 DEFAULT_LISTEN: Final = "127.0.0.1:7443"
 DEFAULT_FEED_LISTEN: Final = "127.0.0.1:7445"
-DEFAULT_TRUST_DOMAIN: Final = "edgetrust.local"
+DEFAULT_TRUST_DOMAIN: Final = shared.DEFAULT_TRUST_DOMAIN
 MAX_PROCESSES: Final = 64
 
 ENV_CONFIG: Final = "EDGETRUST_VERIFIER_CONFIG"
@@ -109,13 +110,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListenAddress:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+#: a ``HOST:PORT`` of the verifier (the shared :class:`~edgetrust.service.configuration.HostPort`)
+ListenAddress = HostPort
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,30 +223,16 @@ def parse_duration(value: object, where: str) -> timedelta:
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; port 0 asks the system for a free one."""
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ConfigError(f"{where}: IPv6 addresses must be in brackets, e.g. [::1]:7443")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{where}: must be HOST:PORT with a port 0..65535, not {value!r}")
-    if any(ch.isspace() for ch in host):
-        raise ConfigError(f"{where}: the host contains white space")
-    return ListenAddress(host=host, port=int(port))
+    """``HOST:PORT`` or ``[IPv6]:PORT``; port 0 asks the system for a free one
+    (:func:`~edgetrust.service.configuration.parse_host_port`)."""
+    return parse_host_port(value, where)
 
 
 # ------------------------------------------------------------------------------------------
 
 
 def _read(file: Path) -> dict[str, Any]:
-    try:
-        with file.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {file}: {e.strerror or e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{file.name}: not valid TOML: {e}") from e
+    data = read_toml_file(file)
     for table, value in data.items():
         if table not in _SCHEMA:
             raise ConfigError(

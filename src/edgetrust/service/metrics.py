@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from edgetrust.errors import ConfigError
+from edgetrust.service.configuration import parse_host_port
 
 __all__ = ["MULTIPROC_ENV", "MetricsEndpoint", "MultiprocessMetrics", "split_host_port"]
 
@@ -39,15 +40,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ConfigError naming ``listen``."""
-    host, sep, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ConfigError(f"metrics address {listen!r}: IPv6 addresses go in brackets")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"metrics address {listen!r} is not HOST:PORT with a port 0..65535")
-    return host, int(port)
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ConfigError naming ``listen``
+    (:func:`~edgetrust.service.configuration.parse_host_port`)."""
+    address = parse_host_port(listen, "metrics address", message="{where} {text}: {problem}")
+    return address.host, address.port
 
 
 class _QuietHandler(WSGIRequestHandler):
