@@ -24,6 +24,7 @@ from edgetrust.certs.builders import Issuer, build_server_certificate
 from edgetrust.certs.keys import KeyAlgorithm, generate_private_key
 from edgetrust.certs.loading import certificates_pem, write_private_key
 from edgetrust.errors import WorkspaceError
+from edgetrust.service.configuration import METRICS_EXAMPLE
 
 __all__ = ["AgentFiles", "init_agent_directory"]
 
@@ -111,7 +112,8 @@ def init_agent_directory(
         f"client_ca = {_toml_string(CLUSTER_CA)}\n\n"
         "[revocation]\n"
         f"feed = {_toml_string(feed)}\n"
-        f"heartbeat_interval_ms = {int(heartbeat_interval_ms)}\n"
+        f"heartbeat_interval_ms = {int(heartbeat_interval_ms)}\n\n"
+        + "".join(f"{line}\n" for line in METRICS_EXAMPLE)
     )
     try:
         files.certificate.write_bytes(certificates_pem([certificate]))

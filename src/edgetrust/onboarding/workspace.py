@@ -70,6 +70,7 @@ from edgetrust.onboarding.config import (
     VerifierConfig,
     load_config,
 )
+from edgetrust.service.configuration import METRICS_EXAMPLE
 
 __all__ = [
     "CLUSTER_CA_SUBJECT",
@@ -269,6 +270,8 @@ def write_config(
         "",
         "[registry]",
         f"url = {_toml(database)}",
+        "",
+        *METRICS_EXAMPLE,
         "",
     ]
     workspace.config_file.write_text("\n".join(lines))

@@ -19,6 +19,7 @@ from edgetrust.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TRUST_DOMAIN",
+    "METRICS_EXAMPLE",
     "HostPort",
     "parse_host_port",
     "read_toml_file",
@@ -26,6 +27,14 @@ __all__ = [
 
 #: the SPIFFE trust domain of operational certificates, and the one the agent expects of devices
 DEFAULT_TRUST_DOMAIN: Final = "edgetrust.local"
+
+#: the commented ``[metrics]`` example that ``verifier init`` and ``agent init`` put at the end of
+#: the file they write (uncommented, it switches the endpoint on)
+METRICS_EXAMPLE: Final = (
+    "# live metrics, GET /metrics in the Prometheus text format; no TLS: bind to a private address",
+    "# [metrics]",
+    '# listen = "127.0.0.1:9464"',
+)
 
 #: how an address error reads by default: ``verifier.toml: [verifier] listen: must be HOST:PORT,
 #: not 'x'``. ``{where}``: the caller's name for the value; ``{problem}``: what is wrong with it;

@@ -16,6 +16,7 @@ from edgetrust.certs.loading import load_certificates
 from edgetrust.cli.main import cli
 from edgetrust.cli.reporting import run_guarded
 from edgetrust.offload.config import AgentConfig
+from tests.metrics_example import uncomment_metrics_example
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -88,3 +89,22 @@ def test_agent_init_needs_an_existing_verifier_config(
     assert code == 2
     assert "does not exist" in err
     assert not (tmp_path / "a").exists()
+
+
+def test_agent_init_shows_a_metrics_example_that_loads_when_uncommented(
+    tmp_path: Path, verifier_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[metrics]`` is commented out (off by default, the file still loads); uncommented, the
+    loaded configuration serves metrics on the example address."""
+    directory = tmp_path / "agent"
+    code, _, err = _run(
+        capsys, "agent", "init", str(directory), "--verifier-config", str(verifier_config)
+    )
+    assert code == 0, err
+    path = directory / "agent.toml"
+    assert AgentConfig.load(path, environ={}).metrics_listen is None
+    uncomment_metrics_example(path)
+    config = AgentConfig.load(path, environ={})
+    assert config.metrics_listen == "127.0.0.1:9464"
+    assert config.trust_domain == "fleet.test"  # the other settings are untouched
+    assert config.revocation.feed == "127.0.0.1:7999"

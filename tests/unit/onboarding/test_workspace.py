@@ -13,13 +13,14 @@ import pytest
 from cryptography import x509
 
 from edgetrust.errors import WorkspaceError
-from edgetrust.onboarding.config import load_config
+from edgetrust.onboarding.config import ListenAddress, load_config
 from edgetrust.onboarding.workspace import (
     PROCESSES_COMMENT,
     init_workspace,
     load_keys,
     write_config,
 )
+from tests.metrics_example import uncomment_metrics_example
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,16 @@ def test_default_database_is_next_to_the_config(tmp_path: Path) -> None:
     workspace = init_workspace(tmp_path / "v")
     config = load_config(write_config(workspace), env={})
     assert config.database_url == f"sqlite:///{(tmp_path / 'v' / 'registry.db').resolve()}"
+
+
+def test_written_config_shows_a_metrics_example_that_loads_when_uncommented(
+    tmp_path: Path,
+) -> None:
+    """``[metrics]`` is commented out (off by default, the file still loads); uncommented, the
+    loaded configuration serves metrics on the example address."""
+    path = write_config(init_workspace(tmp_path / "v"))
+    assert load_config(path, env={}).metrics_listen is None
+    uncomment_metrics_example(path)
+    config = load_config(path, env={})
+    assert config.metrics_listen == ListenAddress(host="127.0.0.1", port=9464)
+    assert str(config.listen) == "127.0.0.1:7443"  # the other settings are untouched
