@@ -41,8 +41,16 @@ an issuance (durable through power loss); nonce inserts alone do not wait for th
 ``edgetrust.onboarding.nonces``). ``NORMAL`` never fsyncs at commit (durable through a process
 crash, not a power cut). ``--sync`` picks the arms.
 
+``--db sqlite,postgres`` adds PostgreSQL arms (``PG``, one per process count; ``--sync`` does not
+apply to them): a throw-away local cluster (tests/pgserver.py, ``PostgresServer.start(durable=
+True)``: fsync, synchronous_commit and full_page_writes on, as a production server runs; or the
+server of ``EDGETRUST_TEST_PG_URL``), one database with the same endorsements imported, given to
+``verifier serve`` as ``EDGETRUST_DB_URL``. Its settings are read back from the server and printed.
+The cluster is stopped and its directory deleted when the bench ends, also on Ctrl-C or SIGTERM.
+
 Run: ``.venv/bin/python bench/bench_onboarding.py [--quick] [--devices 64] [--seconds 8]
-[--rounds 3] [--sync FULL|NORMAL|both] [--workers N[,N]] [--processes N[,N]] [--no-ceiling]``.
+[--rounds 3] [--sync FULL|NORMAL|both] [--workers N[,N]] [--processes N[,N]] [--no-ceiling]
+[--db sqlite[,postgres]]``.
 ``--processes 1,2`` adds arms with ``verifier serve --processes 2`` (one ceiling arm per
 process count). Treat absolute figures as noisy.
 """
@@ -51,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -70,6 +79,13 @@ from pathlib import Path
 from typing import Any
 
 EDGETRUST = Path(sys.executable).with_name("edgetrust")
+REPO = Path(__file__).resolve().parents[1]
+DATABASES = ("sqlite", "postgres")
+#: PostgreSQL settings that decide what a commit costs, read back from the server and printed
+PG_SETTINGS = (
+    "fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "commit_delay",
+    "wal_level",
+)  # fmt: skip
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 100.0
 
@@ -85,25 +101,19 @@ class Setup:
     config: Path
     ca_file: Path
     devices: list[Path]
+    #: registry URL per database of ``--db`` (sqlite: the verifier directory's registry.db)
+    databases: dict[str, str]
+    #: the database server's main process per database of ``--db`` where it runs on this machine
+    db_pids: dict[str, int]
 
 
-def setup(root: Path, devices: int, workers: int) -> Setup:
+def import_endorsements(url: str, bundle: Any) -> None:
+    """The factory's endorsement bundle into the registry at ``url`` (one record per product)."""
     from edgetrust.attest.reference import ReferenceValues
-    from edgetrust.onboarding.factory import FactoryWorkspace
-    from edgetrust.onboarding.factory_batch import provision_batch
     from edgetrust.onboarding.records import Endorsement
     from edgetrust.onboarding.store import SqlRegistryStore
-    from edgetrust.onboarding.workspace import init_workspace, write_config
 
-    factory = FactoryWorkspace.create(root / "factory")
-    provision_batch(factory, out=root / "fleet", count=devices)
-    paths = sorted(p for p in (root / "fleet").iterdir() if p.is_dir() and p.name[0] != ".")
-    verifier = init_workspace(root / "verifier")
-    config = write_config(verifier, listen="127.0.0.1:0", feed_listen=None)
-    text = config.read_text().replace("workers = 8", f"workers = {workers}")
-    config.write_text(text)
-    bundle = factory.endorsements()
-    with SqlRegistryStore(verifier.default_database_url) as store:
+    with SqlRegistryStore(url) as store:
         for product in bundle.reference_values.products:
             store.put_endorsement(
                 Endorsement(
@@ -115,7 +125,78 @@ def setup(root: Path, devices: int, workers: int) -> Setup:
                 actor="bench",
                 now=datetime.now(UTC),
             )
-    return Setup(root=root, config=config, ca_file=verifier.cluster_ca_file, devices=paths)
+
+
+def setup(root: Path, devices: int, workers: int, pg: PostgresCluster | None = None) -> Setup:
+    from edgetrust.onboarding.factory import FactoryWorkspace
+    from edgetrust.onboarding.factory_batch import provision_batch
+    from edgetrust.onboarding.workspace import init_workspace, write_config
+
+    factory = FactoryWorkspace.create(root / "factory")
+    provision_batch(factory, out=root / "fleet", count=devices)
+    paths = sorted(p for p in (root / "fleet").iterdir() if p.is_dir() and p.name[0] != ".")
+    verifier = init_workspace(root / "verifier")
+    config = write_config(verifier, listen="127.0.0.1:0", feed_listen=None)
+    text = config.read_text().replace("workers = 8", f"workers = {workers}")
+    config.write_text(text)
+    bundle = factory.endorsements()
+    databases = {"sqlite": verifier.default_database_url}  # also the floors' and capture's
+    db_pids: dict[str, int] = {}
+    if pg is not None:
+        databases["postgres"] = pg.url
+        if pg.pid is not None:
+            db_pids["postgres"] = pg.pid
+    for url in databases.values():
+        import_endorsements(url, bundle)
+    return Setup(
+        root=root, config=config, ca_file=verifier.cluster_ca_file, devices=paths,
+        databases=databases, db_pids=db_pids,
+    )  # fmt: skip
+
+
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster with durable settings (tests/pgserver.py), or the server
+    of ``EDGETRUST_TEST_PG_URL``; one fresh database for the bench."""
+
+    def __init__(self) -> None:
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from tests.pgserver import PostgresServer, PostgresUnavailableError
+
+        try:
+            self.server = PostgresServer.start(durable=True)
+        except PostgresUnavailableError as e:
+            raise SystemExit(f"--db postgres: {e}") from None
+        try:
+            self.url = self.server.create_database()
+            self.settings = self._settings()
+            self.pid: int | None = None  # the postmaster's (private cluster only)
+            if self.server.datadir is not None:
+                pidfile = self.server.datadir / "data" / "postmaster.pid"
+                self.pid = int(pidfile.read_text().split()[0])
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _settings(self) -> dict[str, str]:
+        import psycopg
+
+        with psycopg.connect(self.server.libpq_url(self.url)) as conn:
+            return {
+                name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in (*PG_SETTINGS, "server_version")
+            }
+
+    def describe(self) -> str:
+        where = "private cluster" if self.server.datadir is not None else "EDGETRUST_TEST_PG_URL"
+        values = ", ".join(f"{k}={self.settings[k]}" for k in PG_SETTINGS)
+        return f"PostgreSQL {self.settings['server_version'].split()[0]} ({where}): {values}"
+
+    def stop(self) -> None:
+        """Drop the database (an external server) or stop and delete the private cluster."""
+        if self.server.datadir is None:
+            self.server.drop_database(self.url)
+        self.server.stop()
 
 
 class Server:
@@ -128,10 +209,15 @@ class Server:
         workers: int = 8,
         src: str | None = None,
         processes: int = 1,
+        *,
+        database_url: str | None = None,
     ) -> None:
         text = config.read_text()
         config.write_text(re.sub(r"(?m)^workers = \d+", f"workers = {workers}", text))
         env = dict(os.environ, EDGETRUST_SQLITE_SYNCHRONOUS=sync)
+        env.pop("EDGETRUST_DB_URL", None)
+        if database_url is not None:  # else the config's registry.db
+            env["EDGETRUST_DB_URL"] = database_url
         if src is not None:  # another source tree's verifier (same devices, same settings)
             env["PYTHONPATH"] = src
         extra = ["--processes", str(processes)] if processes != 1 else []
@@ -462,7 +548,10 @@ def load(
     server_pids: list[int],
     kind: str = "full",
     canned: dict[str, bytes] | None = None,
+    db_pid: int | None = None,
 ) -> dict[str, Any]:
+    """One measured window. ``db_pid``: a database server's main process (PostgreSQL's
+    postmaster), whose processes' CPU is reported apart (``db_cpu_ms``)."""
     ca_pem = setup_.ca_file.read_bytes()
     groups = [[str(p) for p in setup_.devices[i::procs]] for i in range(procs)]
     ctx = multiprocessing.get_context("spawn")  # gRPC does not survive fork
@@ -490,9 +579,13 @@ def load(
     end_at = start_at + seconds
     window[0], window[1] = start_at, end_at
     samples: dict[str, tuple[float, float]] = {}
+    db_samples: dict[str, dict[int, float]] = {}
 
     def sample(key: str) -> None:
         samples[key] = (sum(_process_cpu(pid) for pid in server_pids), _machine_busy())
+        if db_pid is not None:  # its backends come and go: per process, summed at the end
+            pids = [db_pid, *_descendants(db_pid)]
+            db_samples[key] = {pid: _process_cpu(pid) for pid in pids}
 
     timers = [
         threading.Timer(at - time.time(), sample, args=(k,))
@@ -514,6 +607,9 @@ def load(
     client_cpu = sum(part[3] for part in parts)
     server_cpu = samples["end"][0] - samples["start"][0]
     busy = samples["end"][1] - samples["start"][1]
+    db_cpu = sum(  # a backend that ended inside the window is missed
+        cpu - db_samples["start"].get(pid, 0.0) for pid, cpu in db_samples.get("end", {}).items()
+    )
     return {
         "rate": count / seconds,
         "p50_ms": statistics.median(latencies) * 1000,
@@ -521,8 +617,9 @@ def load(
         "count": count,
         "server_cpu_ms": server_cpu / count * 1000,
         "client_cpu_ms": client_cpu / count * 1000,
-        "cpu_ours": (server_cpu + client_cpu) / seconds,  # CPUs' worth, of os.cpu_count()
-        "cpu_others": max(0.0, busy - server_cpu - client_cpu) / seconds,
+        "db_cpu_ms": db_cpu / count * 1000 if db_pid is not None else float("nan"),
+        "cpu_ours": (server_cpu + client_cpu + db_cpu) / seconds,  # CPUs' worth, of cpu_count
+        "cpu_others": max(0.0, busy - server_cpu - client_cpu - db_cpu) / seconds,
         "errors": errors,
         "error_count": sum(part[2] for part in parts),
     }
@@ -653,6 +750,12 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in rows)
 
 
+def _db_cpu(rows: list[dict[str, Any]]) -> str:
+    """The database server's CPU per onboarding, or '-' (SQLite runs inside the verifier)."""
+    values = [float(r.get("db_cpu_ms", math.nan)) for r in rows]
+    return "-" if any(math.isnan(v) for v in values) else f"{statistics.median(values):.2f}"
+
+
 @dataclass(frozen=True)
 class Arm:
     """One configuration measured in every round."""
@@ -663,6 +766,15 @@ class Arm:
     workers: int
     processes: int
     src: str | None = None
+    db: str = "sqlite"
+
+
+def databases_of(args: argparse.Namespace) -> list[str]:
+    names = [d.strip() for d in str(args.db).split(",") if d.strip()]
+    unknown = sorted(set(names) - set(DATABASES))
+    if unknown or not names:
+        raise SystemExit(f"--db: unknown {unknown or 'empty'}; choose from {', '.join(DATABASES)}")
+    return list(dict.fromkeys(names))
 
 
 def arms_of(args: argparse.Namespace) -> list[Arm]:
@@ -672,14 +784,23 @@ def arms_of(args: argparse.Namespace) -> list[Arm]:
     sources: list[tuple[str, str | None]] = [("", None)]
     if args.server_src:
         sources = [(f" {n}", d) for n, _, d in (a.partition("=") for a in args.server_src)]
+    databases = databases_of(args)
     arms = []
     for n in processes:
         p_label = f" p{n}" if len(processes) > 1 else ""
-        for sync in syncs:
+        if "sqlite" in databases:
+            for sync in syncs:
+                for w in workers:
+                    w_label = f" w{w}" if len(workers) > 1 else ""
+                    for name, src in sources:
+                        label = f"{sync}{w_label}{p_label}{name}"
+                        arms.append(Arm(label, "full", sync, w, n, src))
+        if "postgres" in databases:  # --sync is SQLite's; PostgreSQL runs with its own settings
             for w in workers:
                 w_label = f" w{w}" if len(workers) > 1 else ""
                 for name, src in sources:
-                    arms.append(Arm(f"{sync}{w_label}{p_label}{name}", "full", sync, w, n, src))
+                    label = f"PG{w_label}{p_label}{name}"
+                    arms.append(Arm(label, "full", "-", w, n, src, db="postgres"))
         if not args.no_ceiling:
             arms.append(Arm(f"ceiling{p_label}", "ceiling", "-", workers[0], n))
     return arms
@@ -700,11 +821,13 @@ def run_arm(
             ceiling.stop()
         r["writes_per_commit"] = float("nan")
         return r
-    server = Server(s.config, arm.sync, arm.workers, arm.src, arm.processes)
+    sync = arm.sync if arm.db == "sqlite" else "FULL"  # (ignored by a PostgreSQL registry)
+    url = s.databases[arm.db] if arm.db != "sqlite" else None
+    server = Server(s.config, sync, arm.workers, arm.src, arm.processes, database_url=url)
     try:
         r = load(
             s, server.address, procs=args.client_procs, warmup=1.0, seconds=args.seconds,
-            server_pids=server.pids,
+            server_pids=server.pids, db_pid=s.db_pids.get(arm.db),
         )  # fmt: skip
     finally:
         stats = server.stop()
@@ -731,6 +854,12 @@ def main() -> None:
     parser.add_argument("--sync", choices=["FULL", "NORMAL", "both"], default="both")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the gRPC ceiling arm")
     parser.add_argument(
+        "--db",
+        default="sqlite",
+        help="registry databases, a comma list of sqlite and postgres (a throw-away durable "
+        "PostgreSQL cluster: tests/pgserver.py, or EDGETRUST_TEST_PG_URL)",
+    )
+    parser.add_argument(
         "--server-src",
         action="append",
         metavar="NAME=SRC_DIR",
@@ -741,12 +870,18 @@ def main() -> None:
     if args.quick:
         args.seconds, args.rounds = 3.0, 1
         args.sync = "FULL" if args.sync == "both" else args.sync
+    arms = arms_of(args)
     root = Path(tempfile.mkdtemp(prefix="bench-onboarding-"))
     cpus = os.cpu_count() or 1
+    pg: PostgresCluster | None = None
+    previous = signal.signal(signal.SIGTERM, _terminated)  # clean up as on Ctrl-C
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
-        arms = arms_of(args)
+        if any(a.db == "postgres" for a in arms):
+            print("starting a throw-away PostgreSQL cluster ...")
+            pg = PostgresCluster()
         print(f"setting up {args.devices} devices ...")
-        s = setup(root, args.devices, arms[0].workers)
+        s = setup(root, args.devices, arms[0].workers, pg)
         f = floors(s, 20 if args.quick else 100)
         canned = capture(s)
         crypto = f["device_crypto"] + f["verifier_crypto"]
@@ -776,16 +911,30 @@ def main() -> None:
                     f"  round {round_ + 1} {arm.label:<12} {r['rate']:7.0f}/s  p50 "
                     f"{r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  verifier "
                     f"{r['server_cpu_ms']:.2f} ms CPU/onb  devices {r['client_cpu_ms']:.2f}  "
-                    f"writes/commit {r['writes_per_commit']:.1f}  CPUs busy: ours "
+                    + ("" if math.isnan(r["db_cpu_ms"]) else f"db {r['db_cpu_ms']:.2f}  ")
+                    + f"writes/commit {r['writes_per_commit']:.1f}  CPUs busy: ours "
                     f"{r['cpu_ours']:.2f}, others {r['cpu_others']:.2f}"
                     + (f"  errors {r['error_count']}: {r['errors'][:2]}" if r["errors"] else "")
                 )
         report(
             args, arms, rows, cpus=cpus, crypto=crypto, library=library,
             verifier_library=f["verifier_library"],
+            pg_settings=pg.describe() if pg is not None else None,
         )  # fmt: skip
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut it short
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            if pg is not None:
+                pg.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def report(
@@ -797,22 +946,26 @@ def report(
     crypto: float,
     library: float,
     verifier_library: float,
+    pg_settings: str | None = None,
 ) -> None:
     ms = 1000.0
+    registries = "SQLite WAL registry" if pg_settings is None else "registry SQLite WAL or PG"
     print()
     print(
         f"medians of {args.rounds} round(s), {args.devices} devices in "
         f"{args.client_procs} processes, {args.seconds:g} s windows, verifier "
-        f"{args.workers} worker threads x {args.processes} process(es), SQLite WAL registry:"
+        f"{args.workers} worker threads x {args.processes} process(es), {registries}:"
     )
+    db_column = pg_settings is not None  # PostgreSQL's own processes (SQLite runs inside)
     print(
         f"{'arm':<14} {'onb/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'vs crypto':>9} "
-        f"{'vs gRPC':>8} {'vs target':>9} {'verifier':>9} {'devices':>8} {'w/commit':>8} "
-        f"{'verif.-bound':>12}"
+        f"{'vs gRPC':>8} {'vs target':>9} {'verifier':>9} {'devices':>8} "
+        + (f"{'PG server':>9} " if db_column else "")
+        + f"{'w/commit':>8} {'verif.-bound':>12}"
     )
     print(
         f"{'':<14} {'':>7} {'':>7} {'':>7} {'floor':>9} {'ceiling':>8} {'':>9} {'ms CPU':>9} "
-        f"{'ms CPU':>8} {'':>8} {'onb/s/core':>12}"
+        f"{'ms CPU':>8} " + (f"{'ms CPU':>9} " if db_column else "") + f"{'':>8} {'onb/s/core':>12}"
     )
     ceilings = {a.processes: _median(rows[a.label], "rate") for a in arms if a.kind == "ceiling"}
     for arm in arms:
@@ -826,13 +979,21 @@ def report(
             f"{arm.label:<14} {rate:>7.0f} {_median(got, 'p50_ms'):>7.1f} "
             f"{_median(got, 'p99_ms'):>7.1f} {floor} {versus} "
             f"{rate / TARGET_RATE:>8.2f}x {server_ms:>9.2f} "
-            f"{_median(got, 'client_cpu_ms'):>8.2f} {_median(got, 'writes_per_commit'):>8.1f} "
-            f"{1000 / server_ms:>12.0f}"
+            f"{_median(got, 'client_cpu_ms'):>8.2f} "
+            + (f"{_db_cpu(got):>9} " if db_column else "")
+            + f"{_median(got, 'writes_per_commit'):>8.1f} {1000 / server_ms:>12.0f}"
         )
     print(
         "  FULL: the WAL is fsynced at every commit carrying an issuance (power-loss durable); "
         "NORMAL: never at commit (process-crash durable)"
     )
+    if pg_settings is not None:
+        print(
+            f"  PG: {pg_settings}; a commit carrying an issuance waits for the WAL flush, "
+            "nonce-only commits do not (SET LOCAL synchronous_commit = off); 'PG server': the "
+            "CPU of the cluster's processes on this machine (not in 'verifier', nor in "
+            "verif.-bound)"
+        )
     print(
         "  ceiling: the same device processes, threads and TLS channels doing Challenge + Attest "
         "against a server with the verifier's TLS credentials, options and threads whose "

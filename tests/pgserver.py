@@ -7,6 +7,8 @@ unix socket inside that directory. When the tests run as root (CI containers), e
 the ``postgres`` OS user (``runuser``), because PostgreSQL refuses to run as root; the directory is
 chowned to it. Durability is switched off (``fsync=off``): the cluster lives for one test session,
 the server process is never killed by the tests, and crash-safety tests kill *clients*.
+``start(durable=True)`` (the benchmarks) keeps PostgreSQL's durable settings instead (``fsync``,
+``synchronous_commit`` and ``full_page_writes`` on), so that commits wait for the disk.
 
 Password authentication (SCRAM) guards the TCP port; the unix socket lives in a 0700 directory.
 
@@ -38,6 +40,8 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 ENV_URL = "EDGETRUST_TEST_PG_URL"
 READY_TIMEOUT_S = 30.0
+#: switched off for the tests, on with ``start(durable=True)``
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -101,8 +105,12 @@ class PostgresServer:
     # ---------------------------------------------------------------------- start / stop
 
     @classmethod
-    def start(cls) -> PostgresServer:
-        """Use ``EDGETRUST_TEST_PG_URL`` if set, else start a private cluster (or raise)."""
+    def start(cls, *, durable: bool = False) -> PostgresServer:
+        """Use ``EDGETRUST_TEST_PG_URL`` if set, else start a private cluster (or raise).
+
+        ``durable``: start the private cluster with fsync, synchronous_commit and full_page_writes
+        on (the tests' default is off: fast and throw-away); an external server keeps its own.
+        """
         url = os.environ.get(ENV_URL)
         if url:
             try:
@@ -112,10 +120,10 @@ class PostgresServer:
                     f"{ENV_URL} is set but the server refuses: {e}"
                 ) from e
             return cls(admin_url=url)
-        return cls._start_private(find_bindir())
+        return cls._start_private(find_bindir(), durable=durable)
 
     @classmethod
-    def _start_private(cls, bindir: Path) -> PostgresServer:
+    def _start_private(cls, bindir: Path, *, durable: bool = False) -> PostgresServer:
         run_as = None
         if os.geteuid() == 0:
             run_as = "postgres"
@@ -169,9 +177,10 @@ class PostgresServer:
                                 "-c listen_addresses=127.0.0.1",
                                 f"-p {port}",
                                 f"-c unix_socket_directories={datadir}",
-                                "-c fsync=off",
-                                "-c synchronous_commit=off",
-                                "-c full_page_writes=off",
+                                *(
+                                    f"-c {setting}={'on' if durable else 'off'}"
+                                    for setting in DURABILITY_SETTINGS
+                                ),
                                 "-c max_connections=200",
                             ]
                         ),
