@@ -18,7 +18,6 @@ from edgetrust.attest.ear import (
     Claim,
     Tier,
     TrustVector,
-    VerifierId,
     b64url_decode,
     b64url_encode,
     sign_ear,
@@ -33,32 +32,10 @@ from edgetrust.errors import (
     OversizeError,
     SignatureError,
 )
+from tests.unit.attest.ear_samples import AFFIRMING_VECTOR, NOW, sample_result
 
-NOW = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 KEY = ec.generate_private_key(ec.SECP256R1())
-AFFIRMING_VECTOR = TrustVector(instance_identity=2, configuration=2, executables=2, hardware=2)
-
-
-def _result(**changes: object) -> AttestationResult:
-    device_key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    appraisal = Appraisal(
-        status=Tier.AFFIRMING,
-        trust_vector=AFFIRMING_VECTOR,
-        policy_id="edgetrust/default",
-        reasons=(),
-        ueid=b"\x01" + bytes(16),
-        product="edgetrust-sim",
-        firmware_version="1.0.0",
-        device_key=device_key,
-    )
-    fields: dict[str, object] = {
-        "submods": {DEVICE_SUBMOD: appraisal},
-        "verifier_id": VerifierId(developer="edgetrust", build="0.1.0"),
-        "issued_at": NOW,
-        "nonce": b"\x07" * 32,
-    }
-    fields.update(changes)
-    return AttestationResult(**fields)  # type: ignore[arg-type]
+_result = sample_result
 
 
 def _b64json(data: object) -> str:

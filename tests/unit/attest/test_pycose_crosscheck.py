@@ -10,18 +10,19 @@ pycose is used in tests only.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from pycose.algorithms import HMAC256, HMAC512, HMAC25664, EdDSA, Es256, Es384
 from pycose.headers import KID, Algorithm
 from pycose.keys.cosekey import CoseKey
 from pycose.messages.mac0message import Mac0Message as PycoseMac0
 from pycose.messages.sign1message import Sign1Message as PycoseSign1
 
-from edgetrust.attest import cbor, cose, eat, keys
-from edgetrust.errors import SignatureError
+from edgetrust.attest import cbor, cose, ear, eat, keys
+from edgetrust.errors import AlgorithmError, SignatureError
 
 P256 = ec.derive_private_key(0x5EED1, ec.SECP256R1())
 P384 = ec.derive_private_key(0x5EED2, ec.SECP384R1())
@@ -128,3 +129,57 @@ def test_pycose_signs_with_external_aad_like_ours() -> None:
     cose.verify_sign1(token, P256.public_key(), external_aad=b"aad")
     with pytest.raises(SignatureError):
         cose.verify_sign1(token, P256.public_key())
+
+
+# ---- EAR as a CWT (attest.ear_cwt) ------------------------------------------------------------
+
+EAR_RESULT = ear.AttestationResult(
+    submods={
+        ear.DEVICE_SUBMOD: ear.Appraisal(
+            status=ear.Tier.AFFIRMING,
+            trust_vector=ear.TrustVector(instance_identity=2, executables=2, hardware=2),
+            policy_id="edgetrust/default",
+            ueid=b"\x01" * 17,
+        )
+    },
+    verifier_id=ear.VerifierId(developer="edgetrust", build="0.1.0"),
+    issued_at=dt.datetime(2025, 6, 1, tzinfo=dt.UTC),
+    nonce=b"\x07" * 32,
+)
+
+
+@pytest.mark.parametrize(("key", "pycose_alg"), SIGNERS, ids=SIGNER_IDS)
+def test_our_ear_cwt_verifies_with_pycose(key: cose.PrivateKey, pycose_alg: Any) -> None:
+    assert not isinstance(key, ed448.Ed448PrivateKey)
+    token = ear.sign_ear_cwt(EAR_RESULT, key, kid="verifier")
+    msg = PycoseSign1.from_cose_obj(_untagged_fields(token), True)
+    msg.key = _pycose_key(key, private=False)
+    assert msg.get_attr(Algorithm) is pycose_alg
+    assert msg.get_attr(KID) == b"verifier"
+    assert msg.verify_signature()
+    assert ear.from_cwt_claims(cbor.loads(msg.payload)) == EAR_RESULT
+
+
+@pytest.mark.parametrize(("key", "pycose_alg"), SIGNERS, ids=SIGNER_IDS)
+def test_pycose_ear_cwt_verifies_with_ours(key: cose.PrivateKey, pycose_alg: Any) -> None:
+    payload = cbor.dumps(ear.to_cwt_claims(EAR_RESULT))
+    msg = PycoseSign1(phdr={Algorithm: pycose_alg}, payload=payload)
+    msg.key = _pycose_key(key, private=True)
+    public = key.public_key()
+    assert not isinstance(public, ed448.Ed448PublicKey)
+    assert ear.verify_ear_cwt(msg.encode(), public) == EAR_RESULT
+
+
+def test_pycose_ear_cwt_with_a_wrong_key_fails_with_ours() -> None:
+    msg = PycoseSign1(phdr={Algorithm: Es256}, payload=cbor.dumps(ear.to_cwt_claims(EAR_RESULT)))
+    msg.key = _pycose_key(P256, private=True)
+    other = ec.derive_private_key(0xD1FF, ec.SECP256R1()).public_key()
+    with pytest.raises(SignatureError):
+        ear.verify_ear_cwt(msg.encode(), other)
+
+
+def test_pycose_ear_cwt_with_an_unprotected_alg_fails_with_ours() -> None:
+    msg = PycoseSign1(uhdr={Algorithm: Es256}, payload=cbor.dumps(ear.to_cwt_claims(EAR_RESULT)))
+    msg.key = _pycose_key(P256, private=True)
+    with pytest.raises(AlgorithmError, match="protected header"):
+        ear.verify_ear_cwt(msg.encode(), P256.public_key())
