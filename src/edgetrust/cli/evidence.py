@@ -1,4 +1,4 @@
-"""``edgetrust evidence``: make, show and verify EAT / PSA tokens.
+"""``edgetrust evidence``: make, show and verify EAT / PSA tokens; show and verify EARs.
 
 * ``show TOKEN [--json]`` decodes a token (not verified!) and prints its claims by their
   registered names. The scheme comes from ``--media-type`` or is detected from the token.
@@ -10,6 +10,8 @@
   no token at all, an unusable key), with a one-line reason.
 * ``make`` boots a simulated device (attest.identity) and writes an EAT of our device profile
   signed by the leaf alias key, plus the certificate chain next to it.
+* ``ear-show FILE`` / ``ear-verify FILE --key KEY_OR_CERT``: attestation results (EAR, JWT or CWT),
+  e.g. the one ``device onboard`` stores; see :mod:`edgetrust.cli.evidence_ear`.
 
 A TOKEN file holds the token's bytes, or the same bytes as hexadecimal text.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -34,42 +35,10 @@ from edgetrust.attest.keys import load_verification_key
 from edgetrust.certs.builders import build_device_id_certificate
 from edgetrust.certs.ca import CertificateAuthority
 from edgetrust.certs.loading import read_private_key, write_certificates, write_private_key
+from edgetrust.cli.evidence_ear import ear_show, ear_verify
+from edgetrust.cli.evidence_input import parse_time, read_input, read_token
 from edgetrust.cli.reporting import EXIT_INVALID, EXIT_OK, emit_json, fail, hexbytes
 from edgetrust.errors import ConfigError, Error, EvidenceError
-
-_HEX_TEXT = re.compile(rb"\s*(?:[0-9a-fA-F]{2}\s*)+")
-_MAX_INPUT = 1 << 20
-
-
-def read_token(path: str) -> bytes:
-    """A token from a file: raw bytes, or hexadecimal text. Unreadable -> exit 2."""
-    data = _read(path, "token")
-    if _HEX_TEXT.fullmatch(data):
-        return bytes.fromhex(data.decode("ascii"))
-    return data
-
-
-def _read(path: str, what: str) -> bytes:
-    file = Path(path)
-    try:
-        if file.stat().st_size > _MAX_INPUT:
-            fail(f"{what} file {path} is larger than {_MAX_INPUT} bytes")
-        data = file.read_bytes()
-    except OSError as e:
-        fail(f"cannot read {what} file {path}: {e.strerror or e}")
-    if not data:
-        fail(f"{what} file {path} is empty")
-    return data
-
-
-def _parse_time(text: str | None) -> dt.datetime:
-    if text is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--at is not an ISO 8601 date-time: {text!r}")
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _scheme(token: bytes, media_type: str | None) -> schemes.EvidenceScheme:
@@ -94,7 +63,11 @@ def _structure(message: cose.Sign1Message | cose.Mac0Message) -> dict[str, Any]:
 
 @click.group()
 def cli() -> None:
-    """Make, show and verify EAT / PSA tokens."""
+    """Make, show and verify EAT / PSA tokens; show and verify EARs."""
+
+
+cli.add_command(ear_show)
+cli.add_command(ear_verify)
 
 
 # ---- show -------------------------------------------------------------------------------------
@@ -170,10 +143,10 @@ def verify(
     """Verify TOKEN with the key in FILE. Exit 0 valid, 1 invalid, 2 unusable input."""
     data = read_token(token)
     try:
-        key = load_verification_key(_read(key_file, "key"))
+        key = load_verification_key(read_input(key_file, "key"))
     except ConfigError as e:
         fail(f"{key_file}: {e.message}")
-    now = _parse_time(at)
+    now = parse_time(at)
     scheme = _scheme(data, media_type)
     try:
         verified = scheme.verify(data, key, expected_nonce=nonce, now=now)
@@ -253,13 +226,13 @@ def _booted_from_uds(
             fail(f"--svn {name}: not a non-negative integer: {text!r}")
         svn[name] = int(text)
     mode = DiceMode.DEBUG if debug else DiceMode.NORMAL
-    identity = DeviceIdentity.from_uds(_read(uds_file, "UDS"))
+    identity = DeviceIdentity.from_uds(read_input(uds_file, "UDS"))
     dice_layers = [
         Layer(
             name=name,
             version=firmware_version,
             svn=svn.get(name, 0),
-            code=_read(path, f"layer {name}"),
+            code=read_input(path, f"layer {name}"),
             mode=mode,
         )
         for name, path in _pairs("--layer", layers)
@@ -293,7 +266,7 @@ def _booted_from_uds(
         for m in booted.layers
     ]
     for name, path in _pairs("--component", components):
-        digest = hashlib.sha256(_read(path, f"component {name}")).digest()
+        digest = hashlib.sha256(read_input(path, f"component {name}")).digest()
         measurements.append(eat.Measurement(name=name, digest_alg="sha-256", digest=digest))
     claims = {
         "ueid": identity.ueid,
@@ -361,7 +334,7 @@ def make(
         fail("give exactly one of --device DIR and --uds-file FILE")
     if device_dir is not None and (layers or components or svns or ca_dir):
         fail("--layer, --component, --svn and --ca go with --uds-file, not --device")
-    now = _parse_time(at)
+    now = parse_time(at)
     out_path = Path(out)
     out_dir = out_path.parent
     nonce = nonce if nonce is not None else secrets.token_bytes(32)
