@@ -2,15 +2,16 @@
 
 This is the ONLY module of edgetrust that imports :mod:`onnxruntime` (STYLE.md, "one home").
 Everything else (the catalog in :mod:`edgetrust.offload.models`, the agent, the client backends,
-the evaluation) talks to :class:`OnnxModel` and exchanges :class:`Prediction` values.
+the evaluation) talks to :class:`OnnxModel` and exchanges :class:`Prediction` values. The
+onnxruntime-free vocabulary (:class:`RuntimeSettings`, :class:`OutputKind`, :class:`Prediction`,
+:class:`InferenceBackend`, :func:`softmax`, :func:`top_k_indices`) lives in
+:mod:`edgetrust.offload.inference` and is re-exported here.
 
-* :class:`RuntimeSettings` -- the thread and graph settings of a session (exposed to operators).
+* :func:`session_options` -- the onnxruntime ``SessionOptions`` of a :class:`RuntimeSettings`.
 * :class:`OnnxModel` -- one loaded model: input name/shape/dtype, ``run`` (batch -> probabilities),
   ``predict`` (batch -> top-k :class:`Prediction` per row). Safe for concurrent calls:
   onnxruntime's ``InferenceSession.run`` is thread-safe and this class holds no mutable state.
 * :class:`OnnxBackend` -- decode + preprocess + :class:`OnnxModel`: the in-process backend.
-* :class:`InferenceBackend` -- the Protocol that the local and the remote (agent) backends
-  implement.
 
 Errors: a model that cannot be read or loaded, or a run that fails inside onnxruntime, raises
 :class:`~edgetrust.errors.InferenceError` (our side); a batch of the wrong shape or dtype raises
@@ -24,9 +25,8 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,17 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgetrust.errors import ConfigError, InferenceError, InvalidRequestError
 from edgetrust.offload.images import Preprocessing, to_tensor
+from edgetrust.offload.inference import (
+    ExecutionMode,
+    GraphOptimization,
+    InferenceBackend,
+    OutputKind,
+    Prediction,
+    RuntimeSettings,
+    softmax,
+    top_k_indices,
+    top_k_predictions,
+)
 
 if TYPE_CHECKING:
     from edgetrust.offload.images import ImageInput
@@ -48,6 +59,7 @@ __all__ = [
     "OutputKind",
     "Prediction",
     "RuntimeSettings",
+    "session_options",
     "softmax",
     "top_k_indices",
 ]
@@ -93,161 +105,25 @@ _ONNX_DTYPES: dict[str, np.dtype[np.generic]] = {
 }
 
 
-class ExecutionMode(StrEnum):
-    """onnxruntime's execution mode: operators in sequence, or independent branches at once."""
-
-    SEQUENTIAL = "sequential"
-    PARALLEL = "parallel"
-
-
-class GraphOptimization(StrEnum):
-    """onnxruntime's graph optimisation level."""
-
-    DISABLED = "disabled"
-    BASIC = "basic"
-    EXTENDED = "extended"
-    ALL = "all"
-
-
-class OutputKind(StrEnum):
-    """What the model's first output holds; logits get a softmax in :meth:`OnnxModel.run`."""
-
-    LOGITS = "logits"
-    PROBABILITIES = "probabilities"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuntimeSettings:
-    """Session settings. ``0`` threads means "let onnxruntime decide" (one per physical core).
-
-    The defaults (one intra-op thread, sequential) suit an agent that runs several sessions and
-    batches requests itself; a device that runs one model may raise ``intra_op_threads``.
-    """
-
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    graph_optimization: GraphOptimization = GraphOptimization.ALL
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-
-    def __post_init__(self) -> None:
-        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ConfigError("thread counts must be >= 0 (0 = onnxruntime's default)")
-        if not self.providers:
-            raise ConfigError("at least one execution provider is required")
-
-    def session_options(self) -> ort.SessionOptions:
-        """The onnxruntime ``SessionOptions`` for these settings."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.intra_op_threads
-        options.inter_op_num_threads = self.inter_op_threads
-        options.execution_mode = {
-            ExecutionMode.SEQUENTIAL: ort.ExecutionMode.ORT_SEQUENTIAL,
-            ExecutionMode.PARALLEL: ort.ExecutionMode.ORT_PARALLEL,
-        }[self.execution_mode]
-        options.graph_optimization_level = {
-            GraphOptimization.DISABLED: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            GraphOptimization.BASIC: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            GraphOptimization.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            GraphOptimization.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.graph_optimization]
-        # Do not spin waiting for work between runs: an agent idles most of the time.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        return options
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prediction:
-    """The top-k classes for one image.
-
-    ``latency_ms`` is end to end as the caller saw it (decode, preprocess, network, queueing,
-    inference); ``inference_ms`` is the time inside the model (for a batch, the batch's run time).
-    """
-
-    labels: tuple[str, ...]
-    indices: tuple[int, ...]
-    scores: tuple[float, ...]
-    model: str
-    backend: str
-    latency_ms: float
-    inference_ms: float
-
-    def __post_init__(self) -> None:
-        if not (len(self.labels) == len(self.indices) == len(self.scores)) or not self.labels:
-            raise InvalidRequestError("a prediction needs as many labels, indices and scores, >= 1")
-
-    @property
-    def label(self) -> str:
-        """The top-1 label."""
-        return self.labels[0]
-
-    @property
-    def index(self) -> int:
-        """The top-1 class index."""
-        return self.indices[0]
-
-    @property
-    def score(self) -> float:
-        """The top-1 probability."""
-        return self.scores[0]
-
-    def with_timing(self, *, latency_ms: float, backend: str | None = None) -> Prediction:
-        """A copy with the end-to-end latency (and optionally the backend name) replaced."""
-        return Prediction(
-            labels=self.labels,
-            indices=self.indices,
-            scores=self.scores,
-            model=self.model,
-            backend=self.backend if backend is None else backend,
-            latency_ms=latency_ms,
-            inference_ms=self.inference_ms,
-        )
-
-    def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict."""
-        return {
-            "labels": list(self.labels),
-            "indices": list(self.indices),
-            "scores": [round(s, 6) for s in self.scores],
-            "model": self.model,
-            "backend": self.backend,
-            "latency_ms": round(self.latency_ms, 3),
-            "inference_ms": round(self.inference_ms, 3),
-        }
-
-
-@runtime_checkable
-class InferenceBackend(Protocol):
-    """Something that classifies one image: the local runtime, or the agent over mTLS.
-
-    Implementations accept every :data:`~edgetrust.offload.images.ImageInput` form (path, encoded
-    bytes, numpy array, PIL image), raise :class:`~edgetrust.errors.InvalidRequestError` for bad
-    input and a :class:`~edgetrust.errors.ServiceError` subclass when they fail themselves.
-    """
-
-    @property
-    def name(self) -> str:
-        """A short name for reports: ``local-fp32``, ``local-int8``, ``remote``..."""
-        ...
-
-    def classify(self, image: ImageInput, *, top_k: int = 1) -> Prediction:
-        """The top-``top_k`` classes of ``image``."""
-        ...
-
-
-def softmax(logits: npt.NDArray[np.floating], axis: int = -1) -> npt.NDArray[np.float32]:
-    """Numerically stable softmax in float32."""
-    shifted = logits.astype(np.float32) - np.max(logits, axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    out: npt.NDArray[np.float32] = exp / np.sum(exp, axis=axis, keepdims=True)
-    return out
-
-
-def top_k_indices(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.intp]:
-    """Indices of the ``k`` highest scores of each row, best first; ties go to the lower index."""
-    order: npt.NDArray[np.intp] = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
-    return order
+def session_options(settings: RuntimeSettings) -> ort.SessionOptions:
+    """The onnxruntime ``SessionOptions`` for ``settings``."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = {
+        ExecutionMode.SEQUENTIAL: ort.ExecutionMode.ORT_SEQUENTIAL,
+        ExecutionMode.PARALLEL: ort.ExecutionMode.ORT_PARALLEL,
+    }[settings.execution_mode]
+    options.graph_optimization_level = {
+        GraphOptimization.DISABLED: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        GraphOptimization.BASIC: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        GraphOptimization.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        GraphOptimization.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[settings.graph_optimization]
+    # Do not spin waiting for work between runs: an agent idles most of the time.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +256,7 @@ class OnnxModel:
         try:
             session = ort.InferenceSession(
                 data,
-                sess_options=settings.session_options(),
+                sess_options=session_options(settings),
                 providers=list(settings.providers),
             )
         except _ORT_ERRORS as e:
@@ -515,26 +391,15 @@ class OnnxModel:
         latency_ms: float | None = None,
     ) -> list[Prediction]:
         """Turn a probability matrix into predictions (used by batching code that runs once)."""
-        classes = probs.shape[-1]
-        if top_k < 1:
-            raise InvalidRequestError(f"top_k must be >= 1, got {top_k}")
-        k = min(top_k, classes)
-        order = top_k_indices(probs, k)
-        results: list[Prediction] = []
-        for row, idx in zip(probs, order, strict=True):
-            indices = tuple(int(i) for i in idx)
-            results.append(
-                Prediction(
-                    labels=tuple(self.label_of(i) for i in indices),
-                    indices=indices,
-                    scores=tuple(float(row[i]) for i in indices),
-                    model=self.name,
-                    backend=backend,
-                    latency_ms=inference_ms if latency_ms is None else latency_ms,
-                    inference_ms=inference_ms,
-                )
-            )
-        return results
+        return top_k_predictions(
+            probs,
+            top_k=top_k,
+            label_of=self.label_of,
+            model=self.name,
+            backend=backend,
+            inference_ms=inference_ms,
+            latency_ms=latency_ms,
+        )
 
     def describe(self) -> dict[str, object]:
         """A JSON-ready description (name, input, classes, settings)."""
