@@ -10,16 +10,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from edgetrust.attest.ear import AttestationResult, b64url_decode, verify_ear
 from edgetrust.certs.loading import certificates_pem, load_public_key, read_certificates
+from edgetrust.cli.evidence_ear import EarKey, Serialization, detect_ear, read_ear
 from edgetrust.cli.reporting import EXIT_INVALID, emit_json, fail
 from edgetrust.errors import Error, EvidenceError, KeyFileError
 from edgetrust.onboarding.device import OnboardingResult, SimulatedDevice, VerifierClient
@@ -30,25 +29,27 @@ def cli() -> None:
     """A simulated device: boot, attest, onboard."""
 
 
+def _ear_key(ear_key: Path, serialization: Serialization) -> EarKey:
+    try:
+        key = load_public_key(ear_key.read_bytes())
+    except (OSError, EvidenceError) as e:
+        raise KeyFileError(f"{ear_key}: not a readable public key: {e}") from e
+    if isinstance(key, ec.EllipticCurvePublicKey) or (
+        serialization == "cwt" and isinstance(key, ed25519.Ed25519PublicKey)
+    ):
+        return key
+    raise KeyFileError(f"{ear_key}: the EAR key must be an EC public key")
+
+
 def _ear_summary(ear: bytes, ear_key: Path | None) -> dict[str, Any]:
-    """The EAR's claims (verified when the verifier's EAR public key is given)."""
+    """The EAR's claims, JWT or CWT (verified when the verifier's EAR public key is given)."""
     if not ear:
         return {}
     try:
-        if ear_key is not None:
-            try:
-                key = load_public_key(ear_key.read_bytes())
-            except (OSError, EvidenceError) as e:
-                raise KeyFileError(f"{ear_key}: not a readable public key: {e}") from e
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                raise KeyFileError(f"{ear_key}: the EAR key must be an EC public key")
-            result = verify_ear(ear, key)
-        else:
-            parts = ear.split(b".")
-            if len(parts) != 3:
-                return {"ear": "undecodable"}
-            result = AttestationResult.from_claims(json.loads(b64url_decode(parts[1])))
-    except (EvidenceError, ValueError) as e:
+        serialization, _ = detect_ear(ear)
+        key = _ear_key(ear_key, serialization) if ear_key is not None else None
+        _, result = read_ear(ear, key)
+    except EvidenceError as e:
         return {"ear": f"undecodable: {e}"}
     device = result.device
     return {

@@ -55,7 +55,16 @@ from edgetrust.cli.evidence_input import parse_time, read_input, read_token
 from edgetrust.cli.reporting import EXIT_INVALID, EXIT_OK, emit_json, fail
 from edgetrust.errors import AlgorithmError, ClaimError, ConfigError, EvidenceError, MalformedError
 
-__all__ = ["ear_show", "ear_verify"]
+__all__ = [
+    "EarKey",
+    "Serialization",
+    "detect",
+    "detect_ear",
+    "ear_show",
+    "ear_verify",
+    "read_ear",
+    "summary",
+]
 
 Serialization = Literal["jwt", "cwt"]
 EarKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -66,17 +75,50 @@ _CWT_STARTS = (b"\xd8\x3d", b"\xd2", b"\x84")
 _PRINTABLE = frozenset(range(0x21, 0x7F))
 
 
-def detect(token: bytes) -> tuple[Serialization, bytes]:
-    """The EAR's serialization and the bytes to decode (a JWT without surrounding whitespace)."""
+_NOT_AN_EAR = (
+    "not an EAR: neither a JWT (ASCII text with two dots) nor a CWT "
+    "(CBOR COSE_Sign1, optionally tagged 61/18)"
+)
+
+
+def detect_ear(token: bytes) -> tuple[Serialization, bytes]:
+    """The EAR's serialization and the bytes to decode (a JWT without surrounding whitespace).
+
+    Raises :class:`~edgetrust.errors.MalformedError` when the bytes are neither form.
+    """
     text = token.strip()
     if text.count(b".") == 2 and set(text) <= _PRINTABLE:
         return "jwt", text
     if not token.startswith(_CWT_STARTS):
-        fail(
-            "not an EAR: neither a JWT (ASCII text with two dots) nor a CWT "
-            "(CBOR COSE_Sign1, optionally tagged 61/18)"
-        )
+        raise MalformedError(_NOT_AN_EAR)
     return "cwt", token
+
+
+def detect(token: bytes) -> tuple[Serialization, bytes]:
+    """:func:`detect_ear` for a command: exit 2 with a one-line error when it is not an EAR."""
+    try:
+        return detect_ear(token)
+    except MalformedError as e:
+        fail(e)
+
+
+def read_ear(
+    token: bytes, key: EarKey | None = None, *, now: dt.datetime | None = None
+) -> tuple[Serialization, AttestationResult]:
+    """Detect an EAR's serialization (JWT or CWT) and decode it: verified when ``key`` is given
+    (signature, claims, and with ``now`` the times), else decoded WITHOUT checking the signature.
+
+    Raises :class:`~edgetrust.errors.EvidenceError` (MalformedError when the bytes are neither a
+    JWT nor a CWT) instead of exiting: for commands that report an EAR among other things
+    (``device onboard``).
+    """
+    serialization, data = detect_ear(token)
+    if key is not None:
+        return serialization, _verify(serialization, data, key, now)
+    decoded = _decode(serialization, data)
+    if decoded.result is None:
+        raise decoded.error or ClaimError("not a valid EAR claims set")
+    return serialization, decoded.result
 
 
 # ---- decoding without verifying -----------------------------------------------------------------
@@ -88,7 +130,11 @@ class _Decoded:
     kid: str | None
     claims: dict[str, Any]
     result: AttestationResult | None
-    note: str | None
+    error: EvidenceError | None  # why the claims are not a valid EAR (result is None)
+
+    @property
+    def note(self) -> str | None:
+        return None if self.error is None else f"not a valid EAR claims set: {self.error.message}"
 
 
 def _decode(serialization: Serialization, token: bytes) -> _Decoded:
@@ -114,10 +160,10 @@ def _decode(serialization: Serialization, token: bytes) -> _Decoded:
         parse = from_cwt_claims
     try:
         result: AttestationResult | None = parse(claims)
-        note = None
+        error = None
     except EvidenceError as e:
-        result, note = None, f"not a valid EAR claims set: {e.message}"
-    return _Decoded(alg=alg_name, kid=kid_text, claims=_plain(claims), result=result, note=note)
+        result, error = None, e
+    return _Decoded(alg=alg_name, kid=kid_text, claims=_plain(claims), result=result, error=error)
 
 
 def _plain(value: Any) -> Any:
@@ -251,7 +297,7 @@ def _load_key(key_file: str) -> EarKey:
 
 
 def _verify(
-    serialization: Serialization, token: bytes, key: EarKey, now: dt.datetime
+    serialization: Serialization, token: bytes, key: EarKey, now: dt.datetime | None
 ) -> AttestationResult:
     if serialization == "cwt":
         return verify_ear_cwt(token, key, now=now)
