@@ -53,6 +53,7 @@ from edgetrust.attest.ear_cwt import (
     verify_ear_cwt,
 )
 from edgetrust.attest.ear_model import (
+    DEFAULT_CLOCK_SKEW,
     DEVICE_SUBMOD,
     EAR_PROFILE,
     EXTENSION,
@@ -72,9 +73,10 @@ from edgetrust.attest.jws import (
     strict_json,
     verify_jws,
 )
-from edgetrust.errors import AlgorithmError, ExpiredError
+from edgetrust.errors import AlgorithmError
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW",
     "DEVICE_SUBMOD",
     "EAR_CWT_MEDIA_TYPE",
     "EAR_MEDIA_TYPE",
@@ -121,11 +123,14 @@ def verify_ear(
     public_key: ec.EllipticCurvePublicKey | x509.Certificate,
     *,
     now: dt.datetime | None = None,
+    clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
 ) -> AttestationResult:
     """Verify a JWT EAR with the verifier's public key (or certificate) and return its result.
 
     With ``now``, an ``exp`` at or before ``now`` is refused
-    (:class:`~edgetrust.errors.ExpiredError`).
+    (:class:`~edgetrust.errors.ExpiredError`), and so is an ``iat`` more than ``clock_skew``
+    (default :data:`~edgetrust.attest.ear_model.DEFAULT_CLOCK_SKEW`, 60 s) after ``now``
+    (:class:`~edgetrust.errors.ClaimError`). Without ``now`` neither time is checked.
     Raises :class:`~edgetrust.errors.SignatureError`, :class:`~edgetrust.errors.AlgorithmError`,
     :class:`~edgetrust.errors.MalformedError` or :class:`~edgetrust.errors.ClaimError`.
     """
@@ -134,6 +139,6 @@ def verify_ear(
         raise AlgorithmError("EAR verification needs an EC P-256 or P-384 public key")
     _, payload = verify_jws(token, key)
     result = AttestationResult.from_claims(strict_json(payload, "EAR claims set"))
-    if now is not None and result.expires_at is not None and now >= result.expires_at:
-        raise ExpiredError(f"EAR expired at {result.expires_at.isoformat()}")
+    if now is not None:
+        result.check_times(now, clock_skew=clock_skew)
     return result

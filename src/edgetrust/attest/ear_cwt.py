@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edgetrust.attest import cbor, cose
 from edgetrust.attest.ear_model import (
+    DEFAULT_CLOCK_SKEW,
     EAR_PROFILE,
     Appraisal,
     AttestationResult,
@@ -65,7 +66,6 @@ from edgetrust.attest.ear_model import (
 from edgetrust.errors import (
     AlgorithmError,
     ClaimError,
-    ExpiredError,
     MalformedError,
     OversizeError,
 )
@@ -330,12 +330,18 @@ def _check_key(key: object) -> ec.EllipticCurvePublicKey | ed25519.Ed25519Public
 
 
 def verify_ear_cwt(
-    token: bytes, public_key: EarCwtVerificationKey, *, now: dt.datetime | None = None
+    token: bytes,
+    public_key: EarCwtVerificationKey,
+    *,
+    now: dt.datetime | None = None,
+    clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
 ) -> AttestationResult:
     """Verify a CWT EAR with the verifier's public key (or certificate) and return its result.
 
     With ``now``, an ``exp`` at or before ``now`` is refused
-    (:class:`~edgetrust.errors.ExpiredError`).
+    (:class:`~edgetrust.errors.ExpiredError`), and so is an ``iat`` more than ``clock_skew``
+    (default :data:`~edgetrust.attest.ear_model.DEFAULT_CLOCK_SKEW`, 60 s) after ``now``
+    (:class:`~edgetrust.errors.ClaimError`). Without ``now`` neither time is checked.
     Raises :class:`~edgetrust.errors.SignatureError`, :class:`~edgetrust.errors.AlgorithmError`,
     :class:`~edgetrust.errors.MalformedError` (or its :class:`~edgetrust.errors.CBORError`),
     :class:`~edgetrust.errors.OversizeError` or :class:`~edgetrust.errors.ClaimError`.
@@ -357,6 +363,6 @@ def verify_ear_cwt(
         raise MalformedError("EAR CWT has no payload (detached)")
     cose.verify_sign1(msg, key)
     result = from_cwt_claims(cbor.loads(msg.payload, expect=dict))
-    if now is not None and result.expires_at is not None and now >= result.expires_at:
-        raise ExpiredError(f"EAR expired at {result.expires_at.isoformat()}")
+    if now is not None:
+        result.check_times(now, clock_skew=clock_skew)
     return result

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from edgetrust.attest.jws import b64url_decode, b64url_encode
-from edgetrust.errors import ClaimError, EvidenceError
+from edgetrust.errors import ClaimError, EvidenceError, ExpiredError
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW",
     "DEVICE_SUBMOD",
     "EAR_PROFILE",
     "EXTENSION",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+#: How far an EAR's ``iat`` may be ahead of the verifying clock (the signer's clock may run fast).
+DEFAULT_CLOCK_SKEW = dt.timedelta(seconds=60)
 #: The submodule label under which appraise() reports the device.
 DEVICE_SUBMOD = "device"
 #: Our appraisal extension inside each EAR-appraisal (a map, as EAR requires of extensions).
@@ -290,6 +293,20 @@ class AttestationResult:
     @property
     def product(self) -> str | None:
         return self.device.product
+
+    def check_times(
+        self, now: dt.datetime, *, clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW
+    ) -> None:
+        """Refuse an EAR that has expired at ``now`` (``exp`` at or before it:
+        :class:`~edgetrust.errors.ExpiredError`) or was issued more than ``clock_skew`` after
+        ``now`` (:class:`~edgetrust.errors.ClaimError`)."""
+        if self.expires_at is not None and now >= self.expires_at:
+            raise ExpiredError(f"EAR expired at {self.expires_at.isoformat()}")
+        if self.issued_at > now + clock_skew:
+            raise ClaimError(
+                f"EAR issued in the future: iat {self.issued_at.isoformat()} is more than "
+                f"{clock_skew.total_seconds():g} s after now {now.isoformat()}"
+            )
 
     # ---- JSON claims set ----------------------------------------------------------------------
 

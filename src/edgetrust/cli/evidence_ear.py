@@ -13,7 +13,8 @@ token, or a CWT's bytes as hexadecimal text. Anything else is unusable input (ex
   a valid EAR; ``claims`` the raw claims set (CWT: integer keys as text, byte strings as hex; kid:
   the JWT's text, a CWT's hex).
 * ``ear-verify FILE --key FILE [--now ISO8601] [--json]`` verifies signature and claims (and
-  ``exp`` against ``--now``, default the current time) with the verifier's EAR public key or
+  ``exp`` against ``--now``, default the current time; an ``iat`` more than 60 s after it is
+  refused too) with the verifier's EAR public key or
   certificate (PEM/DER, JWK, COSE_Key; e.g. ``ear-public.pem`` of ``verifier init``). ``--json``
   prints exactly ``{"valid": bool, "error": str|null, "serialization": "jwt"|"cwt",
   "media_type": str, "result": {...}|null}``. Exit 0 when signature and claims are valid, whatever
@@ -315,7 +316,9 @@ def _verify(
     metavar="KEY_OR_CERT",
     help="The verifier's EAR public key or certificate (PEM/DER, JWK, COSE_Key).",
 )
-@click.option("--now", "--at", "at", metavar="ISO8601", help="Check exp at this instant [now].")
+@click.option(
+    "--now", "--at", "at", metavar="ISO8601", help="Check exp and iat at this instant [now]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def ear_verify(*, ear_file: str, key_file: str, at: str | None, as_json: bool) -> None:
     """Verify the EAR in FILE. Exit 0 valid (any status), 1 invalid, 2 unusable input."""

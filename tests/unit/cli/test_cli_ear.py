@@ -290,6 +290,20 @@ def test_verify_expired_is_exit_1_and_valid_before(
     _invalid("ear-verify", ear, "--key", pem)  # now: long after
 
 
+@pytest.mark.parametrize("serialization", ["jwt", "cwt"])
+def test_verify_issued_in_the_future_is_exit_1_and_valid_within_60_s(
+    tmp_path: Path, key: ec.EllipticCurvePrivateKey, serialization: str
+) -> None:
+    ear = _write(tmp_path, SIGNERS[serialization](sample_result(), key))
+    pem = _public_pem(key, tmp_path / "k.pem")
+    report = _invalid("ear-verify", ear, "--key", pem, "--now", "2025-06-01T11:58:59Z")
+    assert report["error"] == (
+        "EAR issued in the future: iat 2025-06-01T12:00:00+00:00 is more than 60 s after "
+        "now 2025-06-01T11:58:59+00:00"
+    )
+    assert invoke("ear-verify", ear, "--key", pem, "--now", "2025-06-01T11:59:00Z")[0] == 0
+
+
 def test_verify_claims_that_are_not_an_ear_is_exit_1(
     tmp_path: Path, key: ec.EllipticCurvePrivateKey
 ) -> None:
