@@ -33,8 +33,12 @@ Reported per durability mode (arms interleaved over ``--rounds``; medians): onbo
 the CPU per onboarding of the verifier process and of the device processes (both over the window,
 all threads), writes per registry commit, the verifier-bound rate (1 core / verifier CPU per
 onboarding: what one verifier process -- one GIL -- could serve if the devices ran elsewhere; an
-estimate from measured CPU, not a measured rate), and how busy the machine's CPUs were (ours and
-other people's: the machine is shared).
+estimate from measured CPU, not a measured rate), the ratio verifier CPU / device CPU per
+onboarding (``v/d CPU``: the device code is the same in every full arm and slows down with the
+machine as the verifier does, so this ratio compares full arms far more steadily than absolute CPU
+on a shared machine, about +-3%; the ceiling's devices do no crypto, so its ratio is not
+comparable), and how busy the machine's CPUs were (ours and other people's: the machine
+is shared).
 
 Durability: ``sqlite_synchronous = FULL`` (the default) fsyncs the WAL at every commit that carries
 an issuance (durable through power loss); nonce inserts alone do not wait for the disk (see
@@ -750,6 +754,12 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in rows)
 
 
+def _cpu_ratio(row: dict[str, Any]) -> float:
+    """Verifier CPU / device CPU per onboarding (NaN when the devices' CPU was not measured)."""
+    client = float(row["client_cpu_ms"])
+    return float(row["server_cpu_ms"]) / client if client > 0 else math.nan
+
+
 def _db_cpu(rows: list[dict[str, Any]]) -> str:
     """The database server's CPU per onboarding, or '-' (SQLite runs inside the verifier)."""
     values = [float(r.get("db_cpu_ms", math.nan)) for r in rows]
@@ -906,11 +916,13 @@ def main() -> None:
         for round_ in range(args.rounds):
             for arm in arms if round_ % 2 == 0 else arms[::-1]:
                 r = run_arm(arm, s, canned, args)
+                r["cpu_ratio"] = _cpu_ratio(r)
                 rows[arm.label].append(r)
                 print(
                     f"  round {round_ + 1} {arm.label:<12} {r['rate']:7.0f}/s  p50 "
                     f"{r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  verifier "
                     f"{r['server_cpu_ms']:.2f} ms CPU/onb  devices {r['client_cpu_ms']:.2f}  "
+                    f"v/d CPU {r['cpu_ratio']:.3f}  "
                     + ("" if math.isnan(r["db_cpu_ms"]) else f"db {r['db_cpu_ms']:.2f}  ")
                     + f"writes/commit {r['writes_per_commit']:.1f}  CPUs busy: ours "
                     f"{r['cpu_ours']:.2f}, others {r['cpu_others']:.2f}"
@@ -959,13 +971,15 @@ def report(
     db_column = pg_settings is not None  # PostgreSQL's own processes (SQLite runs inside)
     print(
         f"{'arm':<14} {'onb/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'vs crypto':>9} "
-        f"{'vs gRPC':>8} {'vs target':>9} {'verifier':>9} {'devices':>8} "
+        f"{'vs gRPC':>8} {'vs target':>9} {'verifier':>9} {'devices':>8} {'v/d CPU':>8} "
         + (f"{'PG server':>9} " if db_column else "")
         + f"{'w/commit':>8} {'verif.-bound':>12}"
     )
     print(
         f"{'':<14} {'':>7} {'':>7} {'':>7} {'floor':>9} {'ceiling':>8} {'':>9} {'ms CPU':>9} "
-        f"{'ms CPU':>8} " + (f"{'ms CPU':>9} " if db_column else "") + f"{'':>8} {'onb/s/core':>12}"
+        f"{'ms CPU':>8} {'ratio':>8} "
+        + (f"{'ms CPU':>9} " if db_column else "")
+        + f"{'':>8} {'onb/s/core':>12}"
     )
     ceilings = {a.processes: _median(rows[a.label], "rate") for a in arms if a.kind == "ceiling"}
     for arm in arms:
@@ -979,10 +993,15 @@ def report(
             f"{arm.label:<14} {rate:>7.0f} {_median(got, 'p50_ms'):>7.1f} "
             f"{_median(got, 'p99_ms'):>7.1f} {floor} {versus} "
             f"{rate / TARGET_RATE:>8.2f}x {server_ms:>9.2f} "
-            f"{_median(got, 'client_cpu_ms'):>8.2f} "
+            f"{_median(got, 'client_cpu_ms'):>8.2f} {_median(got, 'cpu_ratio'):>8.3f} "
             + (f"{_db_cpu(got):>9} " if db_column else "")
             + f"{_median(got, 'writes_per_commit'):>8.1f} {1000 / server_ms:>12.0f}"
         )
+    print(
+        "  v/d CPU: verifier CPU / device CPU per onboarding (median of the rounds' ratios); the "
+        "device code is the same in every full arm, so on a shared machine this ratio compares "
+        "them much more steadily (~+-3%) than absolute CPU (not the ceiling: no device crypto)"
+    )
     print(
         "  FULL: the WAL is fsynced at every commit carrying an issuance (power-loss durable); "
         "NORMAL: never at commit (process-crash durable)"
