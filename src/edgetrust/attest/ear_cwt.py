@@ -62,6 +62,9 @@ from edgetrust.attest.ear_model import (
     Tier,
     TrustVector,
     VerifierId,
+    claim_time,
+    epoch_seconds,
+    required_claim_time,
 )
 from edgetrust.errors import (
     AlgorithmError,
@@ -125,7 +128,6 @@ _TOP_LEVEL: Final = frozenset(
     | {CwtKey.RAW_EVIDENCE, CwtKey.SUBMODS}
 )
 _APPRAISAL: Final = frozenset({CwtKey.STATUS, CwtKey.TRUST_VECTOR, CwtKey.POLICY_ID, EXTENSION_KEY})
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _T = TypeVar("_T")
 
 
@@ -136,9 +138,9 @@ def to_cwt_claims(result: AttestationResult) -> dict[int | str, Any]:
     """The CBOR claims set of ``result`` (integer keys; extensions under their own keys)."""
     claims: dict[int | str, Any] = {**result.extensions}
     claims[CwtKey.PROFILE] = result.profile
-    claims[CwtKey.IAT] = _seconds(result.issued_at)
+    claims[CwtKey.IAT] = epoch_seconds(result.issued_at)
     if result.expires_at is not None:
-        claims[CwtKey.EXP] = _seconds(result.expires_at)
+        claims[CwtKey.EXP] = epoch_seconds(result.expires_at)
     claims[CwtKey.VERIFIER_ID] = {
         _DEVELOPER: result.verifier_id.developer,
         _BUILD: result.verifier_id.build,
@@ -151,10 +153,6 @@ def to_cwt_claims(result: AttestationResult) -> dict[int | str, Any]:
         claims[CwtKey.RAW_EVIDENCE] = result.raw_evidence
     claims[CwtKey.SUBMODS] = {label: _appraisal_out(a) for label, a in result.submods.items()}
     return {int(k) if isinstance(k, IntEnum) else k: v for k, v in claims.items()}
-
-
-def _seconds(when: dt.datetime) -> int:
-    return int((when - _EPOCH).total_seconds())
 
 
 def _appraisal_out(appraisal: Appraisal) -> dict[int | str, Any]:
@@ -199,33 +197,14 @@ def from_cwt_claims(claims: object) -> AttestationResult:
         raise ClaimError("submods (266) must be a non-empty map")
     return AttestationResult(
         profile=EAR_PROFILE,
-        issued_at=_required_time(claims, CwtKey.IAT, "iat (6)"),
-        expires_at=_time(claims, CwtKey.EXP, "exp (4)"),
+        issued_at=required_claim_time(claims, CwtKey.IAT, "iat (6)"),
+        expires_at=claim_time(claims, CwtKey.EXP, "exp (4)"),
         verifier_id=VerifierId(developer=verifier[_DEVELOPER], build=verifier[_BUILD]),
         nonce=_nonce(claims),
         raw_evidence=_optional(claims, CwtKey.RAW_EVIDENCE, bytes, "ear.raw-evidence (1002)"),
         submods={_label(label): _appraisal_in(label, a) for label, a in submods.items()},
         extensions={k: v for k, v in claims.items() if k not in _TOP_LEVEL},
     )
-
-
-def _required_time(claims: Mapping[Any, Any], key: int, name: str) -> dt.datetime:
-    when = _time(claims, key, name)
-    if when is None:
-        raise ClaimError(f"{name} claim missing")
-    return when
-
-
-def _time(claims: Mapping[Any, Any], key: int, name: str) -> dt.datetime | None:
-    if key not in claims:
-        return None
-    value = claims[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ClaimError(f"{name} must be an integer (seconds since the epoch)")
-    try:
-        return _EPOCH + dt.timedelta(seconds=value)
-    except OverflowError:
-        raise ClaimError(f"{name} is out of range") from None
 
 
 def _nonce(claims: Mapping[Any, Any]) -> bytes | None:

@@ -313,9 +313,9 @@ class AttestationResult:
     def to_claims(self) -> dict[str, Any]:
         claims = _json_extensions(self.extensions)
         claims["eat_profile"] = self.profile
-        claims["iat"] = _seconds(self.issued_at)
+        claims["iat"] = epoch_seconds(self.issued_at)
         if self.expires_at is not None:
-            claims["exp"] = _seconds(self.expires_at)
+            claims["exp"] = epoch_seconds(self.expires_at)
         claims["ear.verifier-id"] = self.verifier_id.to_json()
         if self.nonce is not None:
             claims["eat_nonce"] = b64url_encode(self.nonce)
@@ -345,8 +345,8 @@ class AttestationResult:
             raise ClaimError("submods must be a non-empty object")
         return cls(
             profile=profile,
-            issued_at=_required_time(claims, "iat"),
-            expires_at=_time(claims, "exp"),
+            issued_at=required_claim_time(claims, "iat", "iat"),
+            expires_at=claim_time(claims, "exp", "exp"),
             verifier_id=VerifierId(developer=verifier["developer"], build=verifier["build"]),
             nonce=_optional_b64(claims, "eat_nonce"),
             raw_evidence=_optional_b64(claims, "ear.raw-evidence"),
@@ -361,27 +361,31 @@ class AttestationResult:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _seconds(when: dt.datetime) -> int:
+def epoch_seconds(when: dt.datetime) -> int:
+    """``when`` as a NumericDate (whole seconds since the epoch), as both serializations use."""
     return int((when - _EPOCH).total_seconds())
 
 
-def _required_time(claims: Mapping[str, Any], name: str) -> dt.datetime:
-    when = _time(claims, name)
-    if when is None:
-        raise ClaimError(f"{name} claim missing")
-    return when
-
-
-def _time(claims: Mapping[str, Any], name: str) -> dt.datetime | None:
-    if name not in claims:
+def claim_time(claims: Mapping[Any, Any], key: object, name: str) -> dt.datetime | None:
+    """The NumericDate claim ``key`` of ``claims`` (JSON name or CWT integer key) as a datetime,
+    None when absent. ``name`` is how errors call it."""
+    if key not in claims:
         return None
-    value = claims[name]
+    value = claims[key]
     if isinstance(value, bool) or not isinstance(value, int):
         raise ClaimError(f"{name} must be an integer (seconds since the epoch)")
     try:
         return _EPOCH + dt.timedelta(seconds=value)
     except OverflowError:
         raise ClaimError(f"{name} is out of range") from None
+
+
+def required_claim_time(claims: Mapping[Any, Any], key: object, name: str) -> dt.datetime:
+    """:func:`claim_time` for a claim that must be there."""
+    when = claim_time(claims, key, name)
+    if when is None:
+        raise ClaimError(f"{name} claim missing")
+    return when
 
 
 def _optional_b64(claims: Mapping[str, Any], name: str) -> bytes | None:
