@@ -147,6 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     count = args.count or (500 if args.quick else 2000)
     rounds = args.rounds or (1 if args.quick else 2)
+    if args.dir is not None and not args.dir.is_dir():
+        parser.error(f"--dir {args.dir}: not an existing directory")
     base = Path(tempfile.mkdtemp(prefix="bench-factory-", dir=args.dir))
     load_before = os.getloadavg()
     try:
