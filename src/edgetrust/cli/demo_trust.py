@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from edgetrust.attest.ear import verify_ear
+from edgetrust.attest.ear import AttestationResult
 from edgetrust.attest.reference import EndorsementBundle, ReferenceValues
 from edgetrust.certs.builders import spiffe_id
 from edgetrust.certs.loading import read_certificates
@@ -29,6 +29,7 @@ from edgetrust.cli.demo_state import (
     need,
     short_hex,
 )
+from edgetrust.cli.evidence_ear import EarKey, read_ear
 from edgetrust.onboarding.config import load_config
 from edgetrust.onboarding.device import SimulatedDevice
 from edgetrust.onboarding.factory import FactoryWorkspace
@@ -185,6 +186,11 @@ def verifier_step(state: DemoState, step: StepLog) -> None:
     }
 
 
+def _verified_ear(ear: bytes, key: EarKey) -> AttestationResult | None:
+    """The verifier's EAR, JWT or CWT (per its ``ear_format``), verified with its public key."""
+    return read_ear(ear, key)[1] if ear else None
+
+
 def onboarding_step(state: DemoState, step: StepLog) -> None:
     ear_key = state.ear_key()
     rows = []
@@ -197,7 +203,7 @@ def onboarding_step(state: DemoState, step: StepLog) -> None:
         with state.verifier_client() as client:
             result = device.onboard(client, boot=boot)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        ear = verify_ear(result.ear, ear_key) if result.ear else None
+        ear = _verified_ear(result.ear, ear_key)
         cert = device.operational_certificate()
         expected_id = spiffe_id(TRUST_DOMAIN, entry.ueid)
         # Valid for the configured lifetime from its issue (not_before is backdated a
@@ -272,7 +278,7 @@ def tampered_step(state: DemoState, step: StepLog) -> None:
     )
     with state.verifier_client() as client:
         result = device.onboard(client)
-    ear = verify_ear(result.ear, state.ear_key()) if result.ear else None
+    ear = _verified_ear(result.ear, state.ear_key())
     tier = ear.status.label if ear else result.tier
     vector = ear.trust_vector.to_json() if ear else {}
     certificates = store.certificates_of(spare.ueid)

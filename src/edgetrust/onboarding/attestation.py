@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -43,6 +43,7 @@ from edgetrust.attest.ear import (
     Claim,
     Tier,
     sign_ear,
+    sign_ear_cwt,
 )
 from edgetrust.attest.reference import Anchor, ReferenceValues, parse_anchors
 from edgetrust.certs.chain import dice_extensions
@@ -67,16 +68,22 @@ from edgetrust.onboarding.nonces import Challenge, NonceSessions, NonceStore
 from edgetrust.onboarding.records import EndorsementRecord, NonceClaim
 
 __all__ = [
+    "EAR_FORMATS",
     "AttestationOutcome",
     "AttestationRequest",
     "AttestationService",
     "AttestationSettings",
+    "EarFormat",
     "EndorsementCache",
     "EndorsementSet",
 ]
 
 #: The only evidence scheme that can onboard a device: our DICE device EAT profile.
 ONBOARDING_MEDIA_TYPE = schemes.DEVICE_EAT_MEDIA_TYPE
+
+#: How the verifier signs EARs: a JWT (compact JWS) or a CWT (tagged COSE_Sign1).
+EarFormat = Literal["jwt", "cwt"]
+EAR_FORMATS: Final[tuple[EarFormat, ...]] = ("jwt", "cwt")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +123,8 @@ class AttestationSettings:
     appraisal: AppraisalPolicy = field(default_factory=AppraisalPolicy)
     actor: str = "verifier"
     ear_kid: str | None = None
+    #: the EAR's serialization (``[verifier] ear_format``)
+    ear_format: EarFormat = "jwt"
 
 
 class VerifierStore(NonceStore, Protocol):
@@ -302,9 +311,8 @@ class AttestationService:
         except EvidenceError as e:
             burnt = self._burn(claim, now)
             return self._refusal(result, _issuance_finding(e), *burnt)
-        ear = sign_ear(result, self._ear_key, kid=self.settings.ear_kid)
         return AttestationOutcome(
-            ear=ear.encode("ascii"),
+            ear=self._sign(result),
             tier=result.status.label,
             reasons=result.reasons,
             ueid=result.ueid,
@@ -313,6 +321,13 @@ class AttestationService:
         )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _sign(self, result: AttestationResult) -> bytes:
+        """The signed EAR in the configured serialization."""
+        kid = self.settings.ear_kid
+        if self.settings.ear_format == "cwt":
+            return sign_ear_cwt(result, self._ear_key, kid=kid)
+        return sign_ear(result, self._ear_key, kid=kid).encode("ascii")
 
     def _burn(
         self, claim: NonceClaim | None, now: datetime
@@ -330,9 +345,8 @@ class AttestationService:
         self, result: AttestationResult, *findings: tuple[str, Category, int]
     ) -> AttestationOutcome:
         refused = _downgrade(result, findings)
-        ear = sign_ear(refused, self._ear_key, kid=self.settings.ear_kid)
         return AttestationOutcome(
-            ear=ear.encode("ascii"),
+            ear=self._sign(refused),
             tier=refused.status.label,
             reasons=refused.reasons,
             ueid=refused.ueid,

@@ -11,6 +11,7 @@ File format (every key optional; relative paths are relative to the file's direc
     endorsement_refresh_s = 5          # 0.1 s .. 1 h
     workers = 8                        # gRPC handler threads (per process), 1..256
     processes = 1                      # verifier processes sharing the ports, 1..64
+    ear_format = "jwt"                 # the signed EAR: "jwt" (compact JWS) or "cwt" (COSE_Sign1)
 
     [keys]
     cluster_ca = "cluster-ca"          # certs.ca directory of the cluster CA
@@ -37,6 +38,7 @@ Environment overrides (they win over the file; command-line flags win over both)
 ``EDGETRUST_CERT_LIFETIME``            ``[verifier] certificate_lifetime_s``
 ``EDGETRUST_NONCE_TTL``                ``[verifier] nonce_ttl_s``
 ``EDGETRUST_VERIFIER_PROCESSES``       ``[verifier] processes``
+``EDGETRUST_EAR_FORMAT``               ``[verifier] ear_format``
 ``EDGETRUST_METRICS_LISTEN``            ``[metrics] listen``
 =====================================  ==========================================
 
@@ -61,6 +63,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from edgetrust.errors import ConfigError
+from edgetrust.onboarding.attestation import EAR_FORMATS, EarFormat
 from edgetrust.onboarding.database import SQLITE_SYNCHRONOUS_MODES, parse_database_url
 from edgetrust.service import configuration as shared
 from edgetrust.service.configuration import HostPort, parse_host_port, read_toml_file
@@ -71,6 +74,7 @@ DEFAULT_LISTEN: Final = "127.0.0.1:7443"
 DEFAULT_FEED_LISTEN: Final = "127.0.0.1:7445"
 DEFAULT_TRUST_DOMAIN: Final = shared.DEFAULT_TRUST_DOMAIN
 MAX_PROCESSES: Final = 64
+DEFAULT_EAR_FORMAT: Final[EarFormat] = "jwt"
 
 ENV_CONFIG: Final = "EDGETRUST_VERIFIER_CONFIG"
 ENV_DB_URL: Final = "EDGETRUST_DB_URL"
@@ -85,6 +89,7 @@ ENV_OVERRIDES: Final[Mapping[str, tuple[str, str]]] = {
     "EDGETRUST_CERT_LIFETIME": ("verifier", "certificate_lifetime_s"),
     "EDGETRUST_NONCE_TTL": ("verifier", "nonce_ttl_s"),
     "EDGETRUST_VERIFIER_PROCESSES": ("verifier", "processes"),
+    "EDGETRUST_EAR_FORMAT": ("verifier", "ear_format"),
     "EDGETRUST_METRICS_LISTEN": ("metrics", "listen"),
 }
 
@@ -99,6 +104,7 @@ _SCHEMA: Final[Mapping[str, frozenset[str]]] = {
             "endorsement_refresh_s",
             "workers",
             "processes",
+            "ear_format",
         }
     ),
     "keys": frozenset({"cluster_ca", "ear_key", "server_cert", "server_key"}),
@@ -137,6 +143,8 @@ class VerifierConfig:
     sqlite_synchronous: str
     #: live Prometheus metrics endpoint (``[metrics] listen``, ``--metrics``); None: off
     metrics_listen: ListenAddress | None = None
+    #: how the verifier signs EARs (``[verifier] ear_format``): "jwt" or "cwt"
+    ear_format: EarFormat = DEFAULT_EAR_FORMAT
 
 
 def load_config(
@@ -176,6 +184,7 @@ def load_config(
             "registry", "sqlite_synchronous", "FULL", SQLITE_SYNCHRONOUS_MODES
         ),
         metrics_listen=values.listen("metrics", "listen", metrics) if metrics else None,
+        ear_format=values.ear_format("verifier", "ear_format", DEFAULT_EAR_FORMAT),
     )
 
 
@@ -327,6 +336,14 @@ class _Values:
             _, where = self._get(table, key, default)
             raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, not {value!r}")
         return value.upper()
+
+    def ear_format(self, table: str, key: str, default: EarFormat) -> EarFormat:
+        value = self.text(table, key, default)
+        for known in EAR_FORMATS:
+            if value == known:
+                return known
+        _, where = self._get(table, key, default)
+        raise ConfigError(f"{where}: must be one of {', '.join(EAR_FORMATS)}, not {value!r}")
 
     def database_url(self, table: str, key: str, default: str, base: Path) -> str:
         value = self.text(table, key, default)

@@ -83,6 +83,7 @@ def verifier_settings(config: VerifierConfig, *, reuse_port: bool = False) -> Ve
             nonce_ttl=config.nonce_ttl,
             endorsement_refresh=config.endorsement_refresh,
             appraisal=AppraisalPolicy(),
+            ear_format=config.ear_format,
         ),
         reuse_port=reuse_port,
         metrics_listen=str(config.metrics_listen) if config.metrics_listen else None,

@@ -26,6 +26,7 @@ by :mod:`edgetrust.onboarding.config`, which also documents the ``EDGETRUST_*`` 
     endorsement_refresh_s = 5          # how stale the cached endorsements may get
     workers = 8                        # gRPC handler threads (per process)
     processes = 1                      # verifier processes sharing the ports (SO_REUSEPORT)
+    ear_format = "jwt"                 # the signed EAR: "jwt" or "cwt"
 
     [keys]
     cluster_ca = "cluster-ca"
@@ -63,7 +64,9 @@ from edgetrust.certs.loading import (
     write_private_key,
 )
 from edgetrust.errors import KeyFileError, WorkspaceError
+from edgetrust.onboarding.attestation import EarFormat
 from edgetrust.onboarding.config import (
+    DEFAULT_EAR_FORMAT,
     DEFAULT_FEED_LISTEN,
     DEFAULT_LISTEN,
     DEFAULT_TRUST_DOMAIN,
@@ -98,6 +101,10 @@ DEFAULT_SERVER_ADDRESSES: Final = ("127.0.0.1",)
 PROCESSES_COMMENT: Final = (
     "# more than 1 when one core is not enough (one process = one GIL); SQLite writers queue"
     " on one file lock; SO_REUSEPORT spreads connections, not calls"
+)
+#: The line ``write_config`` puts above ``ear_format``.
+EAR_FORMAT_COMMENT: Final = (
+    '# the signed EAR in AttestResponse.ear: "jwt" (compact JWS) or "cwt" (COSE_Sign1)'
 )
 
 
@@ -247,6 +254,7 @@ def write_config(
     trust_domain: str = DEFAULT_TRUST_DOMAIN,
     certificate_lifetime: timedelta = timedelta(hours=1),
     database: str = REGISTRY_FILE,
+    ear_format: EarFormat = DEFAULT_EAR_FORMAT,
 ) -> Path:
     """Write ``verifier.toml`` for a workspace made by :func:`init_workspace`."""
     lines = [
@@ -261,6 +269,8 @@ def write_config(
         "workers = 8",
         PROCESSES_COMMENT,
         "processes = 1",
+        EAR_FORMAT_COMMENT,
+        f"ear_format = {_toml(ear_format)}",
         "",
         "[keys]",
         f"cluster_ca = {_toml(CLUSTER_CA_DIR)}",

@@ -26,6 +26,7 @@ nonce_ttl_s = 20
 endorsement_refresh_s = 0.5
 workers = 4
 processes = 3
+ear_format = "cwt"
 
 [keys]
 cluster_ca = "ca"
@@ -56,6 +57,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert config.nonce_ttl == timedelta(seconds=60)
     assert config.workers == 8
     assert config.processes == 1
+    assert config.ear_format == "jwt"
     assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'registry.db'}"
     assert config.sqlite_synchronous == "FULL"
     assert config.server_key == tmp_path.resolve() / "server/key.pem"
@@ -74,6 +76,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert config.endorsement_refresh == timedelta(seconds=0.5)
     assert config.workers == 4
     assert config.processes == 3
+    assert config.ear_format == "cwt"
     assert config.cluster_ca == base / "ca"
     assert config.ear_key == Path("/etc/edgetrust/ear.pem")
     assert config.database_url == f"sqlite:///{base / 'data/registry.db'}"
@@ -90,6 +93,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
         "EDGETRUST_NONCE_TTL": "45",
         "EDGETRUST_SQLITE_SYNCHRONOUS": "EXTRA",
         "EDGETRUST_VERIFIER_PROCESSES": "2",
+        "EDGETRUST_EAR_FORMAT": "jwt",
     }
     config = load_config(_write(tmp_path, FULL), env=env)
     assert config.database_url == "postgresql://verifier@db.internal/edgetrust"
@@ -100,6 +104,13 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert config.nonce_ttl == timedelta(seconds=45)
     assert config.sqlite_synchronous == "EXTRA"
     assert config.processes == 2
+    assert config.ear_format == "jwt"
+
+
+def test_ear_format_from_the_environment_alone(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, ""), env={"EDGETRUST_EAR_FORMAT": "cwt"}).ear_format == (
+        "cwt"
+    )
 
 
 def test_config_file_from_the_environment(tmp_path: Path) -> None:
@@ -152,6 +163,13 @@ def test_sqlite_urls_are_resolved_against_the_file(tmp_path: Path) -> None:
         ("[verifier]\nprocesses = 0\n", r"\[verifier\] processes: must be an integer 1..64"),
         ("[verifier]\nprocesses = 65\n", r"\[verifier\] processes: must be an integer 1..64"),
         ("[verifier]\nprocesses = 1.5\n", r"\[verifier\] processes: must be an integer"),
+        (
+            "[verifier]\near_format = 'cose'\n",
+            r"\[verifier\] ear_format: must be one of jwt, cwt, not 'cose'$",
+        ),
+        ("[verifier]\near_format = 'JWT'\n", r"ear_format: must be one of jwt, cwt, not 'JWT'"),
+        ("[verifier]\near_format = ''\n", r"\[verifier\] ear_format: must not be empty"),
+        ("[verifier]\near_format = 1\n", r"\[verifier\] ear_format: must be a string"),
         ("[keys]\near_key = ''\n", r"\[keys\] ear_key: must not be empty"),
         ("[keys]\nserver_key = 1\n", r"\[keys\] server_key: must be a string"),
         ("[registry]\nurl = 'mysql://x/y'\n", r"\[registry\] url: unsupported database 'mysql'"),
@@ -174,6 +192,7 @@ def test_bad_field_is_named(tmp_path: Path, text: str, message: str) -> None:
         ("EDGETRUST_VERIFIER_TRUST_DOMAIN", "a b", "EDGETRUST_VERIFIER_TRUST_DOMAIN: 'a b' is not"),
         ("EDGETRUST_VERIFIER_PROCESSES", "two", "EDGETRUST_VERIFIER_PROCESSES: must be an integer"),
         ("EDGETRUST_VERIFIER_PROCESSES", "0", "EDGETRUST_VERIFIER_PROCESSES: must be an integer"),
+        ("EDGETRUST_EAR_FORMAT", "xml", "EDGETRUST_EAR_FORMAT: must be one of jwt, cwt, not 'xml'"),
     ],
 )
 def test_bad_environment_variable_is_named(

@@ -15,6 +15,7 @@ from cryptography import x509
 from edgetrust.errors import WorkspaceError
 from edgetrust.onboarding.config import ListenAddress, load_config
 from edgetrust.onboarding.workspace import (
+    EAR_FORMAT_COMMENT,
     PROCESSES_COMMENT,
     init_workspace,
     load_keys,
@@ -89,6 +90,22 @@ def test_written_config_sets_processes(tmp_path: Path) -> None:
     assert load_config(path, env={}).processes == 4
     env = {"EDGETRUST_VERIFIER_PROCESSES": "2"}
     assert load_config(path, env=env).processes == 2  # the environment wins over the file
+
+
+def test_written_config_sets_ear_format(tmp_path: Path) -> None:
+    """The template names ``ear_format`` (one comment line above it) and the loader reads it."""
+    path = write_config(init_workspace(tmp_path / "v"))
+    text = path.read_text()
+    assert tomllib.loads(text)["verifier"]["ear_format"] == "jwt"
+    lines = text.splitlines()
+    assert lines[lines.index('ear_format = "jwt"') - 1] == EAR_FORMAT_COMMENT
+    assert load_config(path, env={}).ear_format == "jwt"
+    path.write_text(text.replace('ear_format = "jwt"', 'ear_format = "cwt"'))
+    assert load_config(path, env={}).ear_format == "cwt"
+    assert load_config(path, env={"EDGETRUST_EAR_FORMAT": "jwt"}).ear_format == "jwt"
+    path.unlink()
+    path = write_config(init_workspace(tmp_path / "w"), ear_format="cwt")
+    assert load_config(path, env={}).ear_format == "cwt"
 
 
 def test_default_database_is_next_to_the_config(tmp_path: Path) -> None:
