@@ -33,7 +33,6 @@ from edgetrust.onboarding.verifier import (
 )
 from edgetrust.onboarding.workspace import VerifierKeys, init_workspace, write_config
 from tests.integration.onboarding.fleet import Product, endorsements, make_device
-from tests.pgserver import PostgresServer, PostgresUnavailableError
 
 TRUST_DOMAIN = "fleet.test"
 
@@ -218,18 +217,6 @@ def new_device(tmp_path: Path, manufacturer: CertificateAuthority) -> Any:
         return SimulatedDevice.open(path)
 
     return make
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailableError as e:
-        pytest.fail(f"PostgreSQL for the replica test is unavailable: {e}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def spiffe_ids(certificate: x509.Certificate) -> list[str]:

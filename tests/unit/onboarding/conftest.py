@@ -18,24 +18,12 @@ import pytest
 
 from edgetrust.onboarding import schema
 from edgetrust.onboarding.store import SqlRegistryStore
-from tests.pgserver import PostgresServer, PostgresUnavailableError
+from tests.pgserver import PostgresServer
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
 ]
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailableError as e:
-        pytest.fail(f"PostgreSQL for the registry tests is unavailable: {e}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
