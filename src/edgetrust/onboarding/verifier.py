@@ -67,6 +67,7 @@ from edgetrust.onboarding.revocation_feed import (
     RevocationsServicer,
 )
 from edgetrust.onboarding.store import SqlRegistryStore
+from edgetrust.onboarding.verifier_client import EAR_METADATA_KEY
 from edgetrust.onboarding.verifier_metrics import Metrics
 from edgetrust.onboarding.workspace import VerifierKeys
 from edgetrust.service.grpc_server import GrpcServer
@@ -86,8 +87,6 @@ __all__ = [
 
 _log = logging.getLogger("edgetrust.verifier")
 
-#: Trailing-metadata key of the signed EAR on a refusal (binary: the ``-bin`` suffix).
-EAR_METADATA_KEY = "edgetrust-ear-bin"
 VERIFIER_SERVICE = "edgetrust.v1.Verifier"
 
 

@@ -19,9 +19,12 @@ from cryptography import x509
 
 from edgetrust._proto.edgetrust.v1 import verifier_pb2, verifier_pb2_grpc
 from edgetrust.errors import Error, InvalidRequestError, MalformedError, UnavailableError
-from edgetrust.onboarding.verifier import EAR_METADATA_KEY
 
-__all__ = ["ChallengeGrant", "OnboardingResult", "VerifierClient"]
+#: Trailing-metadata key of the signed EAR on a refusal (binary: the ``-bin`` suffix). Defined
+#: here, on the device side of the wire, so that devices need not import the verifier service.
+EAR_METADATA_KEY = "edgetrust-ear-bin"
+
+__all__ = ["EAR_METADATA_KEY", "ChallengeGrant", "OnboardingResult", "VerifierClient"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
